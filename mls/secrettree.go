@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"encoding/binary"
 	"errors"
@@ -90,15 +91,15 @@ type skippedKey struct {
 	keyNonce   []byte
 }
 
-// maxLeaves is the largest tree whose node indices fit a uint32.
-const maxLeaves = 1 << 31
+// maxSecretTreeLeaves is the largest tree whose node indices fit a uint32.
+const maxSecretTreeLeaves = 1 << 31
 
 // newSecretTree makes the secret tree of an epoch with the given number of
 // leaves (the ratchet tree's leaf count), rooted at encryption_secret
 // (§9). encryptionSecret is copied: the caller should erase its own copy
 // once the tree exists, as §9.2 asks.
 func newSecretTree(s *suite, encryptionSecret []byte, leaves uint32, w RatchetWindow) (*secretTree, error) {
-	if leaves == 0 || leaves > maxLeaves {
+	if leaves == 0 || leaves > maxSecretTreeLeaves {
 		return nil, errorf("secret tree of %d leaves", leaves)
 	}
 	if len(encryptionSecret) != s.nh() {
@@ -231,7 +232,7 @@ func (t *secretTree) skipTo(r *hashRatchet, target uint32) (pending []skippedKey
 // useSkipped serves a generation below r.next from the retained keys.
 func (r *hashRatchet) useSkipped(generation uint32, nk int, use func(key, nonce []byte) error) error {
 	i, found := slices.BinarySearchFunc(r.skipped, generation, func(k skippedKey, g uint32) int {
-		return int(int64(k.generation) - int64(g))
+		return cmp.Compare(k.generation, g)
 	})
 	if !found {
 		return ErrReplay
@@ -473,7 +474,7 @@ func (t *secretTree) unmarshal(s *cryptobyte.String) bool {
 	var leaves uint32
 	var w RatchetWindow
 	if !s.ReadUint8(&version) || version != secretTreeVersion || !s.ReadUint16(&cs) ||
-		!s.ReadUint32(&leaves) || leaves == 0 || leaves > maxLeaves ||
+		!s.ReadUint32(&leaves) || leaves == 0 || leaves > maxSecretTreeLeaves ||
 		!s.ReadUint32(&w.MaxForward) || !s.ReadUint32(&w.MaxRetained) {
 		return false
 	}
@@ -482,7 +483,7 @@ func (t *secretTree) unmarshal(s *cryptobyte.String) bool {
 		return false
 	}
 	*t = *emptySecretTree(st, leaves, w)
-	var spans []leafSpan
+	var spans []secretTreeSpan
 	if !t.unmarshalNodes(s, &spans) || !t.unmarshalRatchets(s, &spans) || !coversExactly(spans, leaves) {
 		t.wipe()
 		return false
@@ -490,14 +491,14 @@ func (t *secretTree) unmarshal(s *cryptobyte.String) bool {
 	return true
 }
 
-// leafSpan is the range [start, end) of leaves below a node.
-type leafSpan struct{ start, end uint32 }
+// secretTreeSpan is the range [start, end) of leaves below a node.
+type secretTreeSpan struct{ start, end uint32 }
 
 // coversExactly reports whether spans tile the leaves [0, n) without gap
 // or overlap. Spans of tree nodes are either nested or disjoint, so
 // sorting them by start and chaining them is enough.
-func coversExactly(spans []leafSpan, n uint32) bool {
-	slices.SortFunc(spans, func(a, b leafSpan) int { return int(int64(a.start) - int64(b.start)) })
+func coversExactly(spans []secretTreeSpan, n uint32) bool {
+	slices.SortFunc(spans, func(a, b secretTreeSpan) int { return cmp.Compare(a.start, b.start) })
 	next := uint32(0)
 	for _, sp := range spans {
 		if sp.start != next {
@@ -509,7 +510,7 @@ func coversExactly(spans []leafSpan, n uint32) bool {
 }
 
 // unmarshalNodes reads the tree secrets, noting the leaves each covers.
-func (t *secretTree) unmarshalNodes(s *cryptobyte.String, spans *[]leafSpan) bool {
+func (t *secretTree) unmarshalNodes(s *cryptobyte.String, spans *[]secretTreeSpan) bool {
 	first := true
 	var prev nodeIndex
 	rootLevel := root(t.leaves).level()
@@ -526,14 +527,14 @@ func (t *secretTree) unmarshalNodes(s *cryptobyte.String, spans *[]leafSpan) boo
 			return false
 		}
 		t.nodes[n] = secret
-		*spans = append(*spans, leafSpan{start, start + min(count, t.leaves-start)})
+		*spans = append(*spans, secretTreeSpan{start, start + min(count, t.leaves-start)})
 		first, prev = false, n
 		return true
 	})
 }
 
 // unmarshalRatchets reads the leaf ratchets, noting the leaves they cover.
-func (t *secretTree) unmarshalRatchets(s *cryptobyte.String, spans *[]leafSpan) bool {
+func (t *secretTree) unmarshalRatchets(s *cryptobyte.String, spans *[]secretTreeSpan) bool {
 	first := true
 	var prev leafIndex
 	return readList(s, func(s *cryptobyte.String) bool {
@@ -548,7 +549,7 @@ func (t *secretTree) unmarshalRatchets(s *cryptobyte.String, spans *[]leafSpan) 
 				return false
 			}
 		}
-		*spans = append(*spans, leafSpan{l, l + 1})
+		*spans = append(*spans, secretTreeSpan{l, l + 1})
 		first, prev = false, leafIndex(l)
 		return true
 	})

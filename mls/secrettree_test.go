@@ -92,8 +92,8 @@ func TestSecretTreeVectors(t *testing.T) {
 	}
 }
 
-// testTree builds a secret tree over a fixed encryption_secret.
-func testTree(t testing.TB, leaves uint32, w RatchetWindow) *secretTree {
+// newTestSecretTree builds a secret tree over a fixed encryption_secret.
+func newTestSecretTree(t testing.TB, leaves uint32, w RatchetWindow) *secretTree {
 	t.Helper()
 	s, _ := lookupSuite(DefaultCipherSuite)
 	tree, err := newSecretTree(s, bytes.Repeat([]byte{0x5a}, s.nh()), leaves, w)
@@ -103,10 +103,10 @@ func testTree(t testing.TB, leaves uint32, w RatchetWindow) *secretTree {
 	return tree
 }
 
-// senderKeys returns the first n application keys and nonces of leaf.
-func senderKeys(t *testing.T, leaves uint32, leaf leafIndex, n int) (keys, nonces [][]byte) {
+// testSenderKeys returns the first n application keys and nonces of leaf.
+func testSenderKeys(t *testing.T, leaves uint32, leaf leafIndex, n int) (keys, nonces [][]byte) {
 	t.Helper()
-	tx := testTree(t, leaves, DefaultRatchetWindow)
+	tx := newTestSecretTree(t, leaves, DefaultRatchetWindow)
 	for i := range n {
 		g, k, nc, err := tx.nextSenderKey(leaf, applicationRatchet)
 		if err != nil || g != uint32(i) {
@@ -118,8 +118,8 @@ func senderKeys(t *testing.T, leaves uint32, leaf leafIndex, n int) (keys, nonce
 }
 
 func TestSecretTreeOutOfOrder(t *testing.T) {
-	keys, nonces := senderKeys(t, 4, 2, 10)
-	rx := testTree(t, 4, DefaultRatchetWindow)
+	keys, nonces := testSenderKeys(t, 4, 2, 10)
+	rx := newTestSecretTree(t, 4, DefaultRatchetWindow)
 	open := func(g uint32) error {
 		return rx.withReceiverKey(2, applicationRatchet, g, expectKey(keys[g], nonces[g]))
 	}
@@ -149,8 +149,8 @@ func TestSecretTreeOutOfOrder(t *testing.T) {
 }
 
 func TestSecretTreeUsedKeyIsErased(t *testing.T) {
-	keys, nonces := senderKeys(t, 2, 1, 3)
-	rx := testTree(t, 2, DefaultRatchetWindow)
+	keys, nonces := testSenderKeys(t, 2, 1, 3)
+	rx := newTestSecretTree(t, 2, DefaultRatchetWindow)
 	for _, g := range []uint32{2, 0} { // in order (2) and from the retained keys (0)
 		var held [][]byte
 		err := rx.withReceiverKey(1, applicationRatchet, g, func(key, nonce []byte) error {
@@ -175,8 +175,8 @@ func TestSecretTreeUsedKeyIsErased(t *testing.T) {
 }
 
 func TestSecretTreeFailedUseKeepsState(t *testing.T) {
-	keys, nonces := senderKeys(t, 2, 0, 6)
-	rx := testTree(t, 2, DefaultRatchetWindow)
+	keys, nonces := testSenderKeys(t, 2, 0, 6)
+	rx := newTestSecretTree(t, 2, DefaultRatchetWindow)
 	bad := errors.New("forged")
 	fail := func(_, _ []byte) error { return bad }
 	if err := rx.withReceiverKey(0, applicationRatchet, 5, fail); !errors.Is(err, bad) {
@@ -200,8 +200,8 @@ func TestSecretTreeFailedUseKeepsState(t *testing.T) {
 
 func TestSecretTreeWindow(t *testing.T) {
 	w := RatchetWindow{MaxForward: 10, MaxRetained: 4}
-	keys, nonces := senderKeys(t, 1, 0, 30)
-	rx := testTree(t, 1, w)
+	keys, nonces := testSenderKeys(t, 1, 0, 30)
+	rx := newTestSecretTree(t, 1, w)
 	open := func(g uint32) error {
 		return rx.withReceiverKey(0, applicationRatchet, g, expectKey(keys[g], nonces[g]))
 	}
@@ -239,8 +239,8 @@ func TestSecretTreeWindow(t *testing.T) {
 }
 
 func TestSecretTreeStrictOrder(t *testing.T) {
-	keys, nonces := senderKeys(t, 1, 0, 3)
-	rx := testTree(t, 1, RatchetWindow{})
+	keys, nonces := testSenderKeys(t, 1, 0, 3)
+	rx := newTestSecretTree(t, 1, RatchetWindow{})
 	if err := rx.withReceiverKey(0, applicationRatchet, 1, expectKey(keys[1], nonces[1])); !errors.Is(err, ErrRatchetWindow) {
 		t.Errorf("skip with MaxForward 0: %v", err)
 	}
@@ -252,7 +252,7 @@ func TestSecretTreeStrictOrder(t *testing.T) {
 }
 
 func TestSecretTreeBadRequests(t *testing.T) {
-	tree := testTree(t, 8, DefaultRatchetWindow)
+	tree := newTestSecretTree(t, 8, DefaultRatchetWindow)
 	if _, _, _, err := tree.nextSenderKey(8, applicationRatchet); err == nil {
 		t.Error("leaf outside the tree accepted")
 	}
@@ -274,7 +274,7 @@ func TestSecretTreeBadRequests(t *testing.T) {
 	for _, c := range []struct {
 		leaves uint32
 		secret []byte
-	}{{0, make([]byte, s.nh())}, {maxLeaves + 1, make([]byte, s.nh())}, {4, make([]byte, s.nh()-1)}} {
+	}{{0, make([]byte, s.nh())}, {maxSecretTreeLeaves + 1, make([]byte, s.nh())}, {4, make([]byte, s.nh()-1)}} {
 		if _, err := newSecretTree(s, c.secret, c.leaves, DefaultRatchetWindow); err == nil {
 			t.Errorf("tree of %d leaves with a %d-byte secret accepted", c.leaves, len(c.secret))
 		}
@@ -282,7 +282,7 @@ func TestSecretTreeBadRequests(t *testing.T) {
 }
 
 func TestSecretTreeIsLazy(t *testing.T) {
-	tree := testTree(t, 16384, DefaultRatchetWindow)
+	tree := newTestSecretTree(t, 16384, DefaultRatchetWindow)
 	if _, _, _, err := tree.nextSenderKey(9999, applicationRatchet); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestSecretTreeIsLazy(t *testing.T) {
 func TestSecretTreeOddLeafCount(t *testing.T) {
 	// A tree of 5 leaves keys its leaves as the 8-leaf tree does, and drops
 	// the secrets of subtrees with no leaf.
-	odd, full := testTree(t, 5, DefaultRatchetWindow), testTree(t, 8, DefaultRatchetWindow)
+	odd, full := newTestSecretTree(t, 5, DefaultRatchetWindow), newTestSecretTree(t, 8, DefaultRatchetWindow)
 	for l := range leafIndex(5) {
 		_, k1, _, err1 := odd.nextSenderKey(l, handshakeRatchet)
 		_, k2, _, err2 := full.nextSenderKey(l, handshakeRatchet)
@@ -315,7 +315,7 @@ func TestSecretTreeOddLeafCount(t *testing.T) {
 }
 
 func TestSecretTreeWipe(t *testing.T) {
-	tree := testTree(t, 8, DefaultRatchetWindow)
+	tree := newTestSecretTree(t, 8, DefaultRatchetWindow)
 	if err := tree.withReceiverKey(3, applicationRatchet, 5, expectKey(nil, nil)); err == nil {
 		t.Fatal("wrong key accepted")
 	}
@@ -397,7 +397,7 @@ func TestSecretTreeStepMatchesDeriveTreeSecret(t *testing.T) {
 }
 
 func BenchmarkSecretTreeNextSenderKey(b *testing.B) {
-	tree := testTree(b, 16384, DefaultRatchetWindow)
+	tree := newTestSecretTree(b, 16384, DefaultRatchetWindow)
 	b.ReportAllocs()
 	for b.Loop() {
 		_, key, nonce, err := tree.nextSenderKey(4242, applicationRatchet)
@@ -410,7 +410,7 @@ func BenchmarkSecretTreeNextSenderKey(b *testing.B) {
 }
 
 func BenchmarkSecretTreeReceiverKey(b *testing.B) {
-	tree := testTree(b, 16384, DefaultRatchetWindow)
+	tree := newTestSecretTree(b, 16384, DefaultRatchetWindow)
 	use := func(_, _ []byte) error { return nil }
 	b.ReportAllocs()
 	g := uint32(0)
@@ -422,12 +422,12 @@ func BenchmarkSecretTreeReceiverKey(b *testing.B) {
 	}
 }
 
-// usedTree is a tree in a state with every kind of content: tree secrets
+// usedSecretTree is a tree in a state with every kind of content: tree secrets
 // (nodes 1, 4, 8 and 14), ratchets of receivers with retained keys, and a
 // sender's ratchet.
-func usedTree(t *testing.T) *secretTree {
+func usedSecretTree(t *testing.T) *secretTree {
 	t.Helper()
-	tree := testTree(t, 8, RatchetWindow{MaxForward: 50, MaxRetained: 20})
+	tree := newTestSecretTree(t, 8, RatchetWindow{MaxForward: 50, MaxRetained: 20})
 	ok := func(_, _ []byte) error { return nil }
 	for _, step := range []struct {
 		leaf leafIndex
@@ -446,7 +446,7 @@ func usedTree(t *testing.T) *secretTree {
 }
 
 func TestSecretTreeMarshalRoundTrip(t *testing.T) {
-	orig := usedTree(t)
+	orig := usedSecretTree(t)
 	enc := mustEncode(orig)
 	var back secretTree
 	if err := decode(enc, &back, "secret tree"); err != nil {
@@ -492,14 +492,14 @@ func TestSecretTreeMarshalRoundTrip(t *testing.T) {
 			t.Errorf("key %d: decoded tree gives %x, original %x", i, results[1][i], results[0][i])
 		}
 	}
-	fresh := testTree(t, 3, DefaultRatchetWindow)
+	fresh := newTestSecretTree(t, 3, DefaultRatchetWindow)
 	if err := decode(mustEncode(fresh), &back, "secret tree"); err != nil || len(back.nodes) != 1 {
 		t.Errorf("fresh tree: %v, %d nodes", err, len(back.nodes))
 	}
 }
 
 func TestSecretTreeUnmarshalStrict(t *testing.T) {
-	enc := mustEncode(usedTree(t))
+	enc := mustEncode(usedSecretTree(t))
 	var tree secretTree
 	for i := range len(enc) {
 		if err := decode(enc[:i], &tree, "secret tree"); err == nil {
@@ -539,7 +539,7 @@ func TestSecretTreeUnmarshalStrict(t *testing.T) {
 		},
 		"retained key beyond window": func(tr *secretTree) { tr.window.MaxRetained = 3 },
 	} {
-		tr := usedTree(t)
+		tr := usedSecretTree(t)
 		corrupt(tr)
 		b, err := encode(tr)
 		if err != nil {
