@@ -2,10 +2,7 @@ package mls
 
 import (
 	"cmp"
-	"crypto/hmac"
-	"encoding/binary"
 	"errors"
-	"hash"
 	"maps"
 	"math"
 	"slices"
@@ -67,10 +64,6 @@ type secretTree struct {
 	// in ratchets they cover every leaf of the tree exactly once.
 	nodes    map[nodeIndex][]byte
 	ratchets map[leafIndex]*leafRatchets
-
-	// scratch is reused for the KDF labels and HMAC outputs of ratchet
-	// steps, keeping the per-message path allocation-light.
-	scratch []byte
 }
 
 // leafRatchets holds a leaf's two ratchets, indexed by ratchetType.
@@ -117,7 +110,6 @@ func emptySecretTree(s *suite, leaves uint32, w RatchetWindow) *secretTree {
 		window:   w,
 		nodes:    make(map[nodeIndex][]byte),
 		ratchets: make(map[leafIndex]*leafRatchets),
-		scratch:  make([]byte, 0, 128),
 	}
 }
 
@@ -266,43 +258,15 @@ func (r *hashRatchet) advance(secret []byte, next uint32, w RatchetWindow) {
 //	nonce  = DeriveTreeSecret(secret, "nonce", g, AEAD.Nn)
 //	secret = DeriveTreeSecret(secret, "secret", g, KDF.Nh)
 //
-// All three share one HMAC keyed with the secret: for an output no longer
-// than KDF.Nh, HKDF-Expand(prk, info, L) is the first L bytes of
-// HMAC(prk, info || 0x01) (RFC 5869 §2.3).
+// Each is one HKDF-Expand from crypto/hkdf: the KDF stays the standard
+// library's, never a hand-rolled shortcut.
 func (t *secretTree) step(secret []byte, g uint32) (keyNonce, next []byte) {
 	s := t.suite
-	m := hmac.New(s.newHash, secret)
-	keyNonce = make([]byte, s.nk+s.nn)
-	next = make([]byte, s.nh())
-	t.expandTreeSecret(m, keyNonce[:s.nk], "key", g)
-	t.expandTreeSecret(m, keyNonce[s.nk:], "nonce", g)
-	t.expandTreeSecret(m, next, "secret", g)
-	return keyNonce, next
-}
-
-// treeLabelPrefix starts every MLS KDFLabel label (§8).
-const treeLabelPrefix = "MLS 1.0 "
-
-// expandTreeSecret fills dst with DeriveTreeSecret(secret, label, g,
-// len(dst)) for the HMAC m keyed with secret; len(dst) ≤ KDF.Nh.
-func (t *secretTree) expandTreeSecret(m hash.Hash, dst []byte, label string, g uint32) {
-	// KDFLabel{uint16 length; opaque label<V>; opaque context<V> = uint32 g}
-	// followed by HKDF's block counter 0x01. Labels are short enough for
-	// one-byte vector lengths.
-	b := t.scratch[:0]
-	b = binary.BigEndian.AppendUint16(b, uint16(len(dst)))
-	b = append(b, byte(len(treeLabelPrefix)+len(label)))
-	b = append(b, treeLabelPrefix...)
-	b = append(b, label...)
-	b = append(b, 4)
-	b = binary.BigEndian.AppendUint32(b, g)
-	b = append(b, 1)
-	m.Reset()
-	m.Write(b)
-	sum := m.Sum(b[:0])
-	copy(dst, sum)
-	clear(sum)
-	t.scratch = b[:0]
+	key := s.deriveTreeSecret(secret, "key", g, s.nk)
+	nonce := s.deriveTreeSecret(secret, "nonce", g, s.nn)
+	keyNonce = append(key, nonce...)
+	clear(nonce)
+	return keyNonce, s.deriveTreeSecret(secret, "secret", g, s.nh())
 }
 
 // ratchet returns the ratchet of the given type for leaf, deriving the

@@ -379,23 +379,6 @@ func TestApplyReuseGuard(t *testing.T) {
 	}
 }
 
-// TestSecretTreeStepMatchesDeriveTreeSecret checks the one-HMAC ratchet
-// step against the generic DeriveTreeSecret, for every suite's sizes.
-func TestSecretTreeStepMatchesDeriveTreeSecret(t *testing.T) {
-	for cs := range suites {
-		s, _ := lookupSuite(cs)
-		tree, _ := newSecretTree(s, make([]byte, s.nh()), 1, DefaultRatchetWindow)
-		secret := bytes.Repeat([]byte{3}, s.nh())
-		for _, g := range []uint32{0, 1, 1 << 31, 1<<32 - 2} {
-			kn, next := tree.step(secret, g)
-			want := append(s.deriveTreeSecret(secret, "key", g, s.nk), s.deriveTreeSecret(secret, "nonce", g, s.nn)...)
-			if !bytes.Equal(kn, want) || !bytes.Equal(next, s.deriveTreeSecret(secret, "secret", g, s.nh())) {
-				t.Errorf("%v generation %d: step differs from DeriveTreeSecret", cs, g)
-			}
-		}
-	}
-}
-
 func BenchmarkSecretTreeNextSenderKey(b *testing.B) {
 	tree := newTestSecretTree(b, 16384, DefaultRatchetWindow)
 	b.ReportAllocs()
