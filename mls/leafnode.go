@@ -1,6 +1,9 @@
 package mls
 
 import (
+	"bytes"
+	"slices"
+
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -114,10 +117,42 @@ func (l *LeafNode) verifySignature(s *suite, groupID []byte, index leafIndex) bo
 // clone returns a deep copy of l, safe to modify.
 func (l *LeafNode) clone() *LeafNode {
 	c := *l
-	data := mustEncode(l)
-	var out LeafNode
-	if err := decode(data, &out, "LeafNode"); err != nil {
-		return &c
+	c.EncryptionKey = bytes.Clone(l.EncryptionKey)
+	c.SignatureKey = bytes.Clone(l.SignatureKey)
+	c.Credential.Identity = bytes.Clone(l.Credential.Identity)
+	c.Credential.Certificates = cloneAll(l.Credential.Certificates)
+	c.Capabilities = Capabilities{
+		Versions:     slices.Clone(l.Capabilities.Versions),
+		CipherSuites: slices.Clone(l.Capabilities.CipherSuites),
+		Extensions:   slices.Clone(l.Capabilities.Extensions),
+		Proposals:    slices.Clone(l.Capabilities.Proposals),
+		Credentials:  slices.Clone(l.Capabilities.Credentials),
 	}
-	return &out
+	c.ParentHash = bytes.Clone(l.ParentHash)
+	c.Extensions = l.Extensions.clone()
+	c.Signature = bytes.Clone(l.Signature)
+	return &c
+}
+
+func cloneAll(bs [][]byte) [][]byte {
+	if bs == nil {
+		return nil
+	}
+	out := make([][]byte, len(bs))
+	for i, b := range bs {
+		out[i] = bytes.Clone(b)
+	}
+	return out
+}
+
+// clone returns a deep copy of es.
+func (es Extensions) clone() Extensions {
+	if es == nil {
+		return nil
+	}
+	out := make(Extensions, len(es))
+	for i, e := range es {
+		out[i] = Extension{Type: e.Type, Data: bytes.Clone(e.Data)}
+	}
+	return out
 }
