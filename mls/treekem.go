@@ -210,7 +210,7 @@ func (p *treePrivate) unmarshal(s *cryptobyte.String) bool {
 		return false
 	}
 	p.self, p.nodes = leafIndex(self), make(map[nodeIndex][]byte)
-	prev := p.self.node()
+	prev := -1
 	return readList(s, func(s *cryptobyte.String) bool {
 		var x uint32
 		var key []byte
@@ -218,11 +218,11 @@ func (p *treePrivate) unmarshal(s *cryptobyte.String) bool {
 			return false
 		}
 		n := nodeIndex(x)
-		if n <= prev || n.isLeaf() || !containsLeaf(n, p.self) {
+		if int(x) <= prev || n.isLeaf() || !containsLeaf(n, p.self) {
 			clear(key)
 			return false
 		}
-		p.nodes[n], prev = key, n
+		p.nodes[n], prev = key, int(x)
 		return true
 	})
 }
