@@ -30,7 +30,7 @@ type testGroup struct {
 	secret []byte
 }
 
-func newTestGroup(t testing.TB, size uint32) *testGroup {
+func newTestGroup(size uint32) *testGroup {
 	g := &testGroup{suite: AES_128_GCM_SHA256_128, epoch: 1, size: size}
 	g.rekey(size)
 	return g
@@ -77,7 +77,7 @@ func decryptMLS(m *MLSKeys, frame []byte) (string, error) {
 }
 
 func TestMLSExchange(t *testing.T) {
-	g := newTestGroup(t, 3)
+	g := newTestGroup(3)
 	alice, bob, carol := g.member(t, 0), g.member(t, 1), g.member(t, 2)
 	for _, from := range []*MLSKeys{alice, bob, carol} {
 		frame := encryptMLS(t, from, "hello")
@@ -126,7 +126,7 @@ func TestMLSKeyIDs(t *testing.T) {
 }
 
 func TestMLSEpochWindow(t *testing.T) {
-	g := newTestGroup(t, 2)
+	g := newTestGroup(2)
 	alice, bob := g.member(t, 0), g.member(t, 1)
 	first := g.epoch
 	old := encryptMLS(t, alice, "sent in the first epoch")
@@ -168,7 +168,7 @@ func TestMLSEpochWindow(t *testing.T) {
 	if firstEpoch.epoch != first {
 		t.Fatalf("oldest epoch held is %d, want %d", firstEpoch.epoch, first)
 	}
-	learned := firstEpoch.keys[h(t, early).KID]
+	learned := firstEpoch.keys[headerOf(t, early).KID]
 	g.rekey(5)
 	g.advance(t, alice, bob)
 	if _, err := decryptMLS(bob, tooOld); !errors.Is(err, ErrUnknownKey) {
@@ -185,7 +185,7 @@ func TestMLSEpochWindow(t *testing.T) {
 	}
 }
 
-func h(t *testing.T, frame []byte) Header {
+func headerOf(t *testing.T, frame []byte) Header {
 	t.Helper()
 	hdr, _, err := ParseHeader(frame)
 	if err != nil {
@@ -195,7 +195,7 @@ func h(t *testing.T, frame []byte) Header {
 }
 
 func TestMLSRemovedMember(t *testing.T) {
-	g := newTestGroup(t, 3)
+	g := newTestGroup(3)
 	alice, bob, carol := g.member(t, 0), g.member(t, 1), g.member(t, 2)
 	removedSecret := g.secret
 	fromCarol := encryptMLS(t, carol, "carol, before removal")
@@ -228,7 +228,7 @@ func TestMLSRemovedMember(t *testing.T) {
 }
 
 func TestMLSClose(t *testing.T) {
-	g := newTestGroup(t, 2)
+	g := newTestGroup(2)
 	alice, bob := g.member(t, 0), g.member(t, 1)
 	frame := encryptMLS(t, alice, "x")
 	if _, err := decryptMLS(bob, frame); err != nil {
@@ -287,7 +287,7 @@ func TestMLSBadConfig(t *testing.T) {
 
 // TestMLSConcurrentRekey decrypts while the epoch moves on; run it with -race.
 func TestMLSConcurrentRekey(t *testing.T) {
-	g := newTestGroup(t, 2)
+	g := newTestGroup(2)
 	alice, bob := g.member(t, 0), g.member(t, 1)
 	frames := make([][]byte, 300)
 	for i := range frames {

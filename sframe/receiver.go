@@ -48,8 +48,8 @@ func NewReceiver(suite CipherSuite, replayWindow int) (*Receiver, error) {
 	return &Receiver{suite: suite, replay: n, keys: make(map[uint64]*recvKey)}, nil
 }
 
-// AddKey derives the key for kid from baseKey and adds it, replacing, and
-// erasing, any key kid had; a replaced key's replay window starts afresh.
+// AddKey derives the key for kid from baseKey and adds it. A key kid
+// already had is erased and replaced, and the replay window starts afresh.
 // The Receiver keeps no reference to baseKey.
 func (r *Receiver) AddKey(kid uint64, baseKey []byte) error {
 	k, err := newRecvKey(r.suite, kid, baseKey, r.replay)

@@ -66,7 +66,7 @@ func TestRoundTrip(t *testing.T) {
 					}
 					frame = frame[len(prefix):]
 					h, n, err := ParseHeader(frame)
-					if err != nil || h.KID != kid || len(frame) != n+size+s.Overhead() {
+					if err != nil || h.KID != snd.KID() || len(frame) != n+size+s.Overhead() {
 						t.Fatalf("frame header %+v, %d, %v; length %d", h, n, err, len(frame))
 					}
 					got, err := rcv.Decrypt(bytes.Clone(prefix), md, frame)
@@ -337,7 +337,7 @@ func TestBadArguments(t *testing.T) {
 // TestRedaction checks that no fmt verb prints key material.
 func TestRedaction(t *testing.T) {
 	snd, rcv := pair(t, AES_128_CTR_HMAC_SHA256_80, 42, 0)
-	m := newTestGroup(t, 2).member(t, 0)
+	m := newTestGroup(2).member(t, 0)
 	secrets := []string{
 		hex.EncodeToString(snd.key.salt[:]),
 		hex.EncodeToString(rcv.keys[42].key.salt[:]),
