@@ -176,6 +176,62 @@ func TestTreeValidationRejects(t *testing.T) {
 	})
 }
 
+type treeOperationsVector struct {
+	CipherSuite    uint16   `json:"cipher_suite"`
+	TreeBefore     hexBytes `json:"tree_before"`
+	Proposal       hexBytes `json:"proposal"`
+	ProposalSender uint32   `json:"proposal_sender"`
+	TreeHashBefore hexBytes `json:"tree_hash_before"`
+	TreeAfter      hexBytes `json:"tree_after"`
+	TreeHashAfter  hexBytes `json:"tree_hash_after"`
+}
+
+// TestTreeOperationsVectors applies each Add, Update or Remove proposal of
+// tree-operations.json to tree_before and compares the resulting tree and
+// the tree hashes before and after.
+func TestTreeOperationsVectors(t *testing.T) {
+	var vs []treeOperationsVector
+	loadVectors(t, "tree-operations.json", &vs)
+	tally := newTally(t, "tree-operations")
+	for _, v := range vs {
+		t.Run("", func(t *testing.T) {
+			defer tally.record(t)
+			s := suiteOrSkip(t, v.CipherSuite)
+			tree, err := decodeRatchetTree(s, v.TreeBefore)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(tree.treeHash(), v.TreeHashBefore) {
+				t.Error("tree hash before differs")
+			}
+			var p Proposal
+			if err := decode(v.Proposal, &p, "Proposal"); err != nil {
+				t.Fatal(err)
+			}
+			switch p.Type {
+			case ProposalAdd:
+				tree.addLeaf(&p.Add.KeyPackage.LeafNode)
+			case ProposalUpdate:
+				err = tree.updateLeaf(leafIndex(v.ProposalSender), &p.Update.LeafNode)
+			case ProposalRemove:
+				err = tree.removeLeaf(leafIndex(p.Remove.Removed))
+			default:
+				t.Fatalf("unexpected proposal type %d", p.Type)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(mustEncode(tree), v.TreeAfter) {
+				t.Error("tree after differs")
+			}
+			if !bytes.Equal(tree.treeHash(), v.TreeHashAfter) {
+				t.Error("tree hash after differs")
+			}
+			assertFreshHash(t, tree)
+		})
+	}
+}
+
 // TestRatchetTreeDecodeStrict checks the ratchet_tree decoding rules of
 // §12.4.3.3.
 func TestRatchetTreeDecodeStrict(t *testing.T) {
