@@ -307,9 +307,6 @@ func (t *ratchetTree) applyPath(from leafIndex, path []nodeIndex, parents []*Par
 	for i, x := range path {
 		t.setNode(x, node{parent: parents[i]})
 	}
-	if t.nodes[from.node()].blank() {
-		t.free = min(t.free, from) // freeLeaf reserved it; it is taken now
-	}
 	t.setNode(from.node(), node{leaf: leaf})
 }
 

@@ -551,3 +551,49 @@ func BenchmarkUpdatePath(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkProcessAddCommit measures the tree work of processing a commit
+// that adds 1,000 members to a group of 1,000 with an update path: the
+// adds with their key checks, merging the path, the tree hash and the
+// decryption. Signature checks of the new leaves are not included.
+func BenchmarkProcessAddCommit(b *testing.B) {
+	s := suites[1]
+	g := newTreeKEMGroup(b, s, 1000)
+	joiners := make([]*LeafNode, 1000)
+	for k := range joiners {
+		joiners[k], _, _ = newTestMember(b, s, 1000+k)
+	}
+	committer := leafIndex(517)
+	staged := g.tree.clone()
+	var added []leafIndex
+	for _, leaf := range joiners {
+		added = append(added, staged.addLeaf(leaf))
+	}
+	p, err := staged.createUpdatePath(committer, staged.leaf(committer), g.sigKeys[committer], g.groupID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path, err := p.encrypt(g.context(staged), added)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		tr := g.tree.clone()
+		members, err := tr.memberIndex()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, leaf := range joiners {
+			if err := members.check(^leafIndex(0), leaf, nil); err != nil {
+				b.Fatal(err)
+			}
+			members.set(tr.addLeaf(leaf), nil, leaf)
+		}
+		if err := tr.mergeUpdatePath(committer, path, g.groupID); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := tr.decryptPath(g.privs[3], committer, path, added, g.context(tr)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
