@@ -384,6 +384,38 @@ func TestTreeKEMGroup(t *testing.T) {
 	assertGroupValid(t, g)
 }
 
+// TestUpdatePathToNewMembersOnly covers a copath subtree that holds only
+// members added by the commit: its node stays on the filtered direct path
+// but gets no ciphertext, and the new member learns its secret from the
+// Welcome path secret alone.
+func TestUpdatePathToNewMembersOnly(t *testing.T) {
+	s := suites[3]
+	g := newTreeKEMGroup(t, s, 8)
+	leaf, encPriv, sk := newTestMember(t, s, 8)
+	g.privs[8] = &treePrivate{self: 8, leaf: encPriv, nodes: make(map[nodeIndex][]byte)}
+	g.sigKeys[8] = sk
+	var path *UpdatePath
+	staged := g.tree.clone()
+	staged.addLeaf(leaf)
+	p, err := staged.createUpdatePath(0, staged.leaf(0), g.sigKeys[0], g.groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.wipe()
+	if path, err = p.encrypt(g.context(staged), []leafIndex{8}); err != nil {
+		t.Fatal(err)
+	}
+	top := path.Nodes[len(path.Nodes)-1]
+	if len(path.Nodes) != 4 || len(top.EncryptedPathSecret) != 0 {
+		t.Fatalf("path has %d nodes, the root %d ciphertexts; want 4 and 0", len(path.Nodes), len(top.EncryptedPathSecret))
+	}
+	g.commit(t, 0, []leafIndex{8}, func(tr *ratchetTree) { tr.addLeaf(leaf) })
+	assertGroupValid(t, g)
+	if g.privs[8].nodes[g.tree.root()] == nil {
+		t.Error("the new member did not learn the root key")
+	}
+}
+
 // assertGroupValid checks that the group's tree validates and that every
 // member's private state matches it and survives persistence.
 func assertGroupValid(t *testing.T, g *treeKEMGroup) {
