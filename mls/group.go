@@ -27,7 +27,8 @@ type Config struct {
 	// Now is the clock for KeyPackage lifetimes. Default time.Now.
 	Now func() time.Time
 	// MaxLifetime bounds the lifetime range of a KeyPackage accepted in an
-	// Add. Default DefaultMaxLifetime.
+	// Add (§7.2). Default DefaultMaxLifetime; a negative value sets no
+	// bound, for deployments whose KeyPackages never expire.
 	MaxLifetime time.Duration
 	// ExternalPSK looks up an external pre-shared key by id (§8.4).
 	ExternalPSK func(id []byte) ([]byte, bool)
@@ -48,7 +49,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.MaxLifetime <= 0 {
+	if c.MaxLifetime == 0 {
 		c.MaxLifetime = DefaultMaxLifetime
 	}
 	return c

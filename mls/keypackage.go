@@ -113,12 +113,13 @@ func (kp *KeyPackage) Marshal() ([]byte, error) { return encode(kp) }
 const DefaultMaxLifetime = 90 * 24 * time.Hour
 
 // checkLifetime checks a key_package leaf's lifetime (§7.2, §7.3): now lies
-// within [NotBefore, NotAfter], and the range is at most maxLifetime long.
+// within [NotBefore, NotAfter], and the range is at most maxLifetime long
+// (a negative maxLifetime sets no bound).
 func checkLifetime(lt Lifetime, now time.Time, maxLifetime time.Duration) error {
 	if lt.NotAfter < lt.NotBefore {
 		return errorf("leaf lifetime ends before it starts")
 	}
-	if lt.NotAfter-lt.NotBefore > uint64(maxLifetime/time.Second) {
+	if maxLifetime >= 0 && lt.NotAfter-lt.NotBefore > uint64(maxLifetime/time.Second) {
 		return errorf("leaf lifetime spans more than %v", maxLifetime)
 	}
 	unix := now.Unix()
