@@ -507,3 +507,32 @@ func TestProposalRef(t *testing.T) {
 		t.Error("reference of a commit")
 	}
 }
+
+func TestCommitNeedsConfirmationTag(t *testing.T) {
+	f := newFramingFixture(t)
+	c := *f.proposal
+	c.ContentType, c.Proposal, c.Commit = ContentCommit, nil, &Commit{}
+	protect := map[WireFormat]func(ac *AuthenticatedContent) error{
+		WireFormatPublicMessage: func(ac *AuthenticatedContent) error {
+			_, err := protectPublic(f.s, ac, f.membershipKey, f.groupContext)
+			return err
+		},
+		WireFormatPrivateMessage: func(ac *AuthenticatedContent) error {
+			_, err := protectPrivate(f.s, f.sender, f.senderData, ac, 0)
+			return err
+		},
+	}
+	for wf, protect := range protect {
+		ac, err := signFramedContent(f.key, wf, &c, f.groupContext)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := protect(ac); err == nil {
+			t.Errorf("wire format %d: commit without confirmation tag protected", wf)
+		}
+		ac.Auth.ConfirmationTag = []byte("tag")
+		if err := protect(ac); err != nil {
+			t.Errorf("wire format %d: commit with confirmation tag: %v", wf, err)
+		}
+	}
+}

@@ -175,10 +175,11 @@ func (w *Welcome) findSecrets(ref KeyPackageRef) (*EncryptedGroupSecrets, bool) 
 
 // decryptGroupSecrets finds the entry of w for the KeyPackage kp and
 // decrypts it with initPriv, kp's private init key. The caller checks the
-// PSKs and path secret against the GroupInfo it decrypts next.
+// PSKs and path secret against the GroupInfo it decrypts next, and wipes
+// the result once it has entered the key schedule.
 func decryptGroupSecrets(s *suite, w *Welcome, kp *KeyPackage, initPriv []byte) (*groupSecrets, error) {
 	if w.CipherSuite != s.id || kp.CipherSuite != s.id {
-		return nil, errorf("Welcome cipher suite %v does not match %v", w.CipherSuite, s.id)
+		return nil, errorf("Welcome (%v) or KeyPackage (%v) is not for cipher suite %v", w.CipherSuite, kp.CipherSuite, s.id)
 	}
 	ref, err := makeKeyPackageRef(s, kp)
 	if err != nil {

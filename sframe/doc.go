@@ -95,7 +95,8 @@
 // leaves the window or on [MLSKeys.Close], a salt on [Receiver.RemoveKey] or
 // when its epoch goes. The AES key schedule and HMAC state inside the
 // standard library cannot be wiped; they are dropped for the garbage
-// collector.
+// collector. So are the per-frame AES-CTR streams of the AES-CTR-HMAC
+// suites, each of which holds a copy of the AES key schedule.
 //
 // CTR is never reused. A nonce is the salt XOR the CTR, so a (key, CTR) pair
 // used twice would break the AEAD (RFC 9605 §7.4, §9.1). A Sender hands out
@@ -126,8 +127,8 @@
 // KIDs (RFC 9605 §5.2). A member removed from the group cannot read frames
 // of any later epoch, but frames it sent, or sends, under an epoch still in
 // the window are accepted until that epoch leaves it; keep the window short.
-// Keys of epochs that leave the window are erased, so media of those epochs
-// cannot be decrypted from a later compromise of the device's memory.
+// When an epoch leaves the window its base key is cleared, and with it the
+// means to derive that epoch's keys again.
 //
 // No sender authentication. Every member of the group can derive every
 // other member's keys, so a member can forge frames that appear to come from

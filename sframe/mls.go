@@ -11,6 +11,9 @@ import (
 // length secret bytes for label and context from that epoch's
 // exporter_secret. Taking a function keeps this package independent of the
 // MLS implementation.
+//
+// The returned slice must be freshly allocated: MLSKeys keeps it as the
+// epoch's base key and clears it when the epoch is dropped.
 type Exporter func(label string, context []byte, length int) ([]byte, error)
 
 // mlsExporterLabel is the exporter label of RFC 9605 §5.2.
