@@ -196,6 +196,9 @@ func (t *ratchetTree) parentHashCandidate(p *ParentNode, c nodeIndex) (nodeIndex
 // nodeParentHash returns the parent_hash field of node x: that of a parent
 // node, or of a leaf whose source is commit; nil for any other node.
 func (t *ratchetTree) nodeParentHash(x nodeIndex) []byte {
+	if int(x) >= len(t.nodes) { // an unmerged leaf outside an unvalidated tree
+		return nil
+	}
 	n := t.nodes[x]
 	switch {
 	case n.parent != nil:

@@ -19,7 +19,8 @@ import (
 //	// build the provisional GroupContext with t.treeHash() (§12.4.1)
 //	path, err := p.encrypt(provisionalContext, addedLeaves)
 //	// p.commitSecret feeds the key schedule, p.pathSecretFor(joiner) the
-//	// Welcome, p.priv replaces the committer's treePrivate; then p.wipe().
+//	// Welcome, p.priv replaces the committer's treePrivate; p.wipe() once
+//	// the commit secret and path secrets have been used.
 //
 // A receiver, on a staged clone with the proposals applied:
 //
@@ -203,7 +204,7 @@ func (p *treePrivate) marshal(b *cryptobyte.Builder) {
 }
 
 // unmarshal restores p, requiring parent nodes in strictly increasing
-// order, all of them above p's leaf.
+// order, all of them above p's leaf. On failure it wipes what it read.
 func (p *treePrivate) unmarshal(s *cryptobyte.String) bool {
 	var self uint32
 	if !s.ReadUint32(&self) || !readOpaque(s, &p.leaf) {
@@ -211,7 +212,7 @@ func (p *treePrivate) unmarshal(s *cryptobyte.String) bool {
 	}
 	p.self, p.nodes = leafIndex(self), make(map[nodeIndex][]byte)
 	prev := -1
-	return readList(s, func(s *cryptobyte.String) bool {
+	ok := readList(s, func(s *cryptobyte.String) bool {
 		var x uint32
 		var key []byte
 		if !s.ReadUint32(&x) || !readOpaque(s, &key) {
@@ -225,6 +226,10 @@ func (p *treePrivate) unmarshal(s *cryptobyte.String) bool {
 		p.nodes[n], prev = key, int(x)
 		return true
 	})
+	if !ok {
+		p.wipe()
+	}
+	return ok
 }
 
 // containsLeaf reports whether leaf l lies in the subtree under x.
@@ -316,7 +321,7 @@ func (t *ratchetTree) applyPath(from leafIndex, path []nodeIndex, parents []*Par
 func (p *pendingPath) encrypt(context []byte, added []leafIndex) (*UpdatePath, error) {
 	t := p.tree
 	excluded := newLeafSet(added)
-	up := &UpdatePath{LeafNode: *p.leaf, Nodes: make([]UpdatePathNode, len(p.path))}
+	up := &UpdatePath{LeafNode: *p.leaf.clone(), Nodes: make([]UpdatePathNode, len(p.path))}
 	for i, x := range p.path {
 		n := &up.Nodes[i]
 		n.EncryptionKey = t.nodes[x].parent.EncryptionKey

@@ -629,3 +629,32 @@ func BenchmarkProcessAddCommit(b *testing.B) {
 		}
 	}
 }
+
+// TestTreePrivateDecodeStrict checks that persisted private state decodes
+// only with its parent nodes in order and above its own leaf.
+func TestTreePrivateDecodeStrict(t *testing.T) {
+	key := []byte{1, 2, 3}
+	cases := map[string]*treePrivate{
+		"leaf node":     {self: 2, leaf: key, nodes: map[nodeIndex][]byte{4: key}},
+		"not above":     {self: 2, leaf: key, nodes: map[nodeIndex][]byte{1: key}},
+		"other subtree": {self: 2, leaf: key, nodes: map[nodeIndex][]byte{11: key}},
+	}
+	for name, p := range cases {
+		var out treePrivate
+		if err := decode(mustEncode(p), &out, "treePrivate"); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: decode = %v, want ErrDecode", name, err)
+		}
+	}
+	good := &treePrivate{self: 2, leaf: key, nodes: map[nodeIndex][]byte{3: key, 5: key, 7: key}}
+	data := mustEncode(good)
+	var out treePrivate
+	if err := decode(data, &out, "treePrivate"); err != nil || !bytes.Equal(mustEncode(&out), data) {
+		t.Fatalf("round trip: %v", err)
+	}
+	// Swap the entries for nodes 3 and 5 (each 5 bytes: index and key).
+	body := len(data) - 15
+	swapped := slices.Concat(data[:body], data[body+5:body+10], data[body:body+5], data[body+10:])
+	if err := decode(swapped, &out, "treePrivate"); !errors.Is(err, ErrDecode) {
+		t.Errorf("unordered nodes: decode = %v, want ErrDecode", err)
+	}
+}
