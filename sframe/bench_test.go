@@ -21,9 +21,6 @@ func allowedAllocs(s CipherSuite) float64 {
 }
 
 func TestZeroAllocs(t *testing.T) {
-	if testing.CoverMode() != "" {
-		t.Skip("coverage instrumentation allocates")
-	}
 	const runs = 100
 	md := []byte("metadata")
 	for _, s := range allSuites {
