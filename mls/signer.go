@@ -2,7 +2,6 @@ package mls
 
 import (
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -51,9 +50,9 @@ func newSignatureKey(s *suite, priv []byte) (*SignatureKey, error) {
 	case ed25519Signer:
 		k.signer = ed25519.NewKeyFromSeed(priv)
 	case ecdsaSigner:
-		ek, err := ecdsa.ParseRawPrivateKey(sg.curve, priv)
+		ek, err := sg.parse(priv)
 		if err != nil {
-			return nil, errors.New("mls: invalid ECDSA private key")
+			return nil, err
 		}
 		k.signer = ek
 	default:

@@ -376,8 +376,29 @@ func (e ecdsaSigner) generate() (priv, pub []byte, err error) {
 	return priv, pub, err
 }
 
-func (e ecdsaSigner) public(priv []byte) ([]byte, error) {
+// parse reads an ECDSA scalar. The test vectors, like
+// Field-Element-to-Octet-String implementations that drop leading zeros,
+// may give it shorter than the curve's width: it is left-padded.
+func (e ecdsaSigner) parse(priv []byte) (*ecdsa.PrivateKey, error) {
+	size := (e.curve.Params().BitSize + 7) / 8
+	if len(priv) == 0 || len(priv) > size {
+		return nil, errors.New("mls: invalid ECDSA private key")
+	}
+	if len(priv) < size {
+		padded := make([]byte, size)
+		copy(padded[size-len(priv):], priv)
+		defer clear(padded)
+		priv = padded
+	}
 	k, err := ecdsa.ParseRawPrivateKey(e.curve, priv)
+	if err != nil {
+		return nil, errors.New("mls: invalid ECDSA private key")
+	}
+	return k, nil
+}
+
+func (e ecdsaSigner) public(priv []byte) ([]byte, error) {
+	k, err := e.parse(priv)
 	if err != nil {
 		return nil, errors.New("mls: invalid ECDSA private key")
 	}
@@ -385,7 +406,7 @@ func (e ecdsaSigner) public(priv []byte) ([]byte, error) {
 }
 
 func (e ecdsaSigner) sign(priv, msg []byte) ([]byte, error) {
-	k, err := ecdsa.ParseRawPrivateKey(e.curve, priv)
+	k, err := e.parse(priv)
 	if err != nil {
 		return nil, errors.New("mls: invalid ECDSA private key")
 	}
