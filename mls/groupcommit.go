@@ -564,6 +564,12 @@ func (g *Group) finishStaging(st *staging, ac *AuthenticatedContent, commitSecre
 		}
 	}
 	secrets := newEpochSecrets(s, init, commitSecret, psk, ctxRaw)
+	if priv != nil && priv == g.priv {
+		// A commit without a path keeps our keys; the staged commit gets
+		// its own copy, so that wiping it (rejected, discarded or
+		// superseded) never erases the group's.
+		priv = priv.clone()
+	}
 	sc := &StagedCommit{
 		Epoch:       st.ctx.Epoch,
 		PSKs:        st.psks,
