@@ -465,11 +465,6 @@ func (g *Group) stageReceivedCommit(ac *AuthenticatedContent) (*StagedCommit, er
 		committer = st.tree.freeLeaf()
 		sender.Index = uint32(committer)
 	}
-	var commitSecret []byte
-	priv, err := g.privAfterUpdates(st)
-	if err != nil {
-		return nil, err
-	}
 	if c.Path != nil {
 		if err := g.checkPathLeaf(st, committer, &c.Path.LeafNode); err != nil {
 			return nil, err
@@ -486,18 +481,15 @@ func (g *Group) stageReceivedCommit(ac *AuthenticatedContent) (*StagedCommit, er
 		return &StagedCommit{Committer: ac.Content.Sender, Removed: st.removed, SelfRemoved: true,
 			Epoch: st.ctx.Epoch, ctx: st.ctx, tree: st.tree}, nil
 	}
-	if c.Path != nil {
-		provisional := mustEncode(&st.ctx)
-		priv, commitSecret, err = st.tree.decryptPath(priv, committer, c.Path, st.added, provisional)
-		if err != nil {
-			return nil, err
-		}
-	}
-	sc, err := g.finishStaging(st, ac, commitSecret, priv)
+	priv, err := g.privAfterUpdates(st)
 	if err != nil {
-		if priv != g.priv {
-			priv.wipe()
-		}
+		return nil, err
+	}
+	sc, err := g.decryptAndFinish(st, ac, committer, priv)
+	if priv != g.priv && (err != nil || priv != sc.priv) {
+		priv.wipe() // our Update's keys, copied into sc or no longer needed
+	}
+	if err != nil {
 		return nil, err
 	}
 	if !verifyConfirmationTag(g.suite, sc.secrets.confirmation, sc.ctx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag) {
@@ -506,6 +498,26 @@ func (g *Group) stageReceivedCommit(ac *AuthenticatedContent) (*StagedCommit, er
 	}
 	sc.Committer = ac.Content.Sender
 	return sc, nil
+}
+
+// decryptAndFinish decrypts the commit's UpdatePath, if any, already
+// merged into st.tree, with priv (our private view after the commit's
+// proposals) and computes the new epoch (§12.4.2). priv is not modified.
+func (g *Group) decryptAndFinish(st *staging, ac *AuthenticatedContent, committer leafIndex, priv *treePrivate) (*StagedCommit, error) {
+	var commitSecret []byte
+	if path := ac.Content.Commit.Path; path != nil {
+		next, secret, err := st.tree.decryptPath(priv, committer, path, st.added, mustEncode(&st.ctx))
+		if err != nil {
+			return nil, err
+		}
+		defer clear(secret)
+		priv, commitSecret = next, secret
+	}
+	sc, err := g.finishStaging(st, ac, commitSecret, priv)
+	if err != nil && commitSecret != nil {
+		priv.wipe() // the view decryptPath made
+	}
+	return sc, err
 }
 
 // noLeaf stands for "no leaf index yet" when checking a new member's keys.
