@@ -178,6 +178,16 @@ func defaultCapabilities(cs CipherSuite, o *KeyPackageOptions) Capabilities {
 	return caps
 }
 
+// addContextExtensions lists the group context's non-default extension
+// types in c: every member's leaf must support them (§12.1.7, §13.4).
+func (c *Capabilities) addContextExtensions(exts Extensions) {
+	for _, e := range exts {
+		if !e.Type.isDefault() && !contains(c.Extensions, e.Type) {
+			c.Extensions = append(c.Extensions, e.Type)
+		}
+	}
+}
+
 // NewKeyPackage makes a KeyPackage (§10) for the client with signature key
 // key, and returns it with its private keys.
 func NewKeyPackage(key *SignatureKey, o KeyPackageOptions) (*KeyPackagePrivate, error) {
@@ -236,11 +246,7 @@ func CreateGroup(key *SignatureKey, cred Credential, o CreateGroupOptions) (*Gro
 		return nil, err
 	}
 	caps := defaultCapabilities(s.id, &KeyPackageOptions{Extensions: o.LeafExtensions, Proposals: o.LeafProposals})
-	for _, e := range o.Extensions {
-		if !e.Type.isDefault() && !contains(caps.Extensions, e.Type) {
-			caps.Extensions = append(caps.Extensions, e.Type)
-		}
-	}
+	caps.addContextExtensions(o.Extensions)
 	leaf := &LeafNode{
 		EncryptionKey: encPub,
 		SignatureKey:  key.Public(),

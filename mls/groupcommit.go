@@ -466,7 +466,11 @@ func (g *Group) stageReceivedCommit(ac *AuthenticatedContent) (*StagedCommit, er
 		sender.Index = uint32(committer)
 	}
 	if c.Path != nil {
-		if err := g.checkPathLeaf(st, committer, &c.Path.LeafNode); err != nil {
+		members, err := st.tree.memberIndex()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPathLeaf(g.suite, &st.ctx, members, committer, &c.Path.LeafNode, st.tree.leaf(committer)); err != nil {
 			return nil, err
 		}
 		if err := st.tree.mergeUpdatePath(committer, c.Path, g.ctx.GroupID); err != nil {
@@ -542,17 +546,15 @@ func (g *Group) privAfterUpdates(st *staging) (*treePrivate, error) {
 	return nil, errorf("commit applies an Update of ours that we did not make")
 }
 
-// checkPathLeaf validates the new leaf of an UpdatePath (§12.4.2): a valid
-// commit-source leaf whose keys are fresh.
-func (g *Group) checkPathLeaf(st *staging, at leafIndex, leaf *LeafNode) error {
-	if err := validateLeafNode(g.suite, &st.ctx, leaf, at, SourceCommit); err != nil {
+// checkPathLeaf validates the new leaf of an UpdatePath (§12.4.2) at
+// index at, replacing old (nil for an external committer): a valid
+// commit-source leaf whose keys are fresh among members, the group's
+// leaves before the path.
+func checkPathLeaf(s *suite, gc *GroupContext, members *memberIndex, at leafIndex, leaf, old *LeafNode) error {
+	if err := validateLeafNode(s, gc, leaf, at, SourceCommit); err != nil {
 		return err
 	}
-	members, err := st.tree.memberIndex()
-	if err != nil {
-		return err
-	}
-	return members.check(at, leaf, st.tree.leaf(at))
+	return members.check(at, leaf, old)
 }
 
 // finishStaging runs the transcript hash and key schedule of the new epoch.

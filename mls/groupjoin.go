@@ -226,16 +226,27 @@ func ExternalJoin(gim *MLSMessage, key *SignatureKey, cred Credential, o Externa
 		Credential:   cred,
 		Capabilities: defaultCapabilities(s.id, &KeyPackageOptions{Extensions: o.LeafExtensions, Proposals: o.LeafProposals}),
 	}
+	leaf.Capabilities.addContextExtensions(g.ctx.Extensions)
 	st, err := g.stage(resolved, sender, leaf)
 	if err != nil {
 		return nil, nil, err
 	}
 	self := st.tree.freeLeaf()
+	members, err := st.tree.memberIndex()
+	if err != nil {
+		return nil, nil, err
+	}
 	path, err := st.tree.createUpdatePath(self, leaf, key, g.ctx.GroupID)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer path.wipe()
+	// The members will check our new leaf as §12.4.2 says; a leaf they
+	// would reject (say, for a required capability we lack) fails here.
+	if err := checkPathLeaf(s, &st.ctx, members, self, path.leaf, nil); err != nil {
+		path.priv.wipe()
+		return nil, nil, err
+	}
 	st.ctx.Epoch = g.ctx.Epoch + 1
 	st.ctx.TreeHash = st.tree.treeHash()
 	up, err := path.encrypt(mustEncode(&st.ctx), nil)

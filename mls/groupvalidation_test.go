@@ -339,3 +339,54 @@ func testExternalCommitValidation(t *testing.T, v *validationGroup, cachedRef Pr
 		})
 	}
 }
+
+// TestExternalJoinContextExtensions: a joiner by external commit supports
+// the group's own GroupContext extensions, as every member must (§13.4),
+// and refuses to send a leaf the members would reject.
+func TestExternalJoinContextExtensions(t *testing.T) {
+	cs := DefaultCipherSuite
+	alice, erin := newTestClient(t, cs, "alice"), newTestClient(t, cs, "erin")
+	const appExt ExtensionType = 0xff00
+	ga, err := CreateGroup(alice.key, BasicCredential([]byte("alice")), CreateGroupOptions{
+		Extensions: Extensions{{Type: appExt, Data: []byte("app")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi, err := ga.GroupInfo(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ge, commit, err := ExternalJoin(roundTrip(t, gi), erin.key, BasicCredential([]byte("erin")), ExternalJoinOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustProcess(t, ga, commit)
+	sameState(t, ga, ge)
+
+	// A required capability the joiner lacks: it fails before sending.
+	req := mustEncode(&RequiredCapabilities{Proposals: []ProposalType{0xff01}})
+	res, err := ga.Commit(CommitOptions{Extensions: Extensions{{Type: appExt}, {Type: ExtRequiredCapabilities, Data: req}}})
+	if err == nil {
+		t.Fatalf("a required proposal type nobody supports was accepted: %v", res)
+	}
+	g2, err := CreateGroup(alice.key, BasicCredential([]byte("alice")), CreateGroupOptions{
+		Extensions:    Extensions{{Type: ExtRequiredCapabilities, Data: req}},
+		LeafProposals: []ProposalType{0xff01},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gi2, err := g2.GroupInfo(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ExternalJoin(roundTrip(t, gi2), erin.key, BasicCredential([]byte("erin")), ExternalJoinOptions{}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("external join without a required capability: %v", err)
+	}
+	if _, c, err := ExternalJoin(roundTrip(t, gi2), erin.key, BasicCredential([]byte("erin")), ExternalJoinOptions{LeafProposals: []ProposalType{0xff01}}); err != nil {
+		t.Fatal(err)
+	} else {
+		mustProcess(t, g2, c)
+	}
+}
