@@ -646,8 +646,5 @@ func (g *Group) checkStandaloneProposal(p *Proposal, sender Sender) error {
 			return errorf("only members may propose an update")
 		}
 	}
-	if sender.Type == SenderExternal && p.Type == ProposalUpdate {
-		return errorf("an external sender may not propose an update")
-	}
 	return nil
 }

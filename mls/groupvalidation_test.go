@@ -133,10 +133,15 @@ func newValidationGroup(t *testing.T, cs CipherSuite) *validationGroup {
 }
 
 func TestCommitValidation(t *testing.T) {
-	cs := DefaultCipherSuite
+	for cs := range suites {
+		t.Run(cs.String(), func(t *testing.T) { testCommitValidation(t, cs) })
+	}
+}
+
+func testCommitValidation(t *testing.T, cs CipherSuite) {
 	v := newValidationGroup(t, cs)
 	ga, gb, gc := v.groups[0], v.groups[1], v.groups[2]
-	alice, carol := v.clients[0], v.clients[2]
+	carol := v.clients[2]
 	nh := ga.suite.nh()
 
 	// Proposals the commits below refer to, received by bob.
@@ -163,7 +168,11 @@ func TestCommitValidation(t *testing.T) {
 	erin := newTestClient(t, cs, "erin")
 	erinKP1, erinKP2 := erin.keyPackage(t).KeyPackage, erin.keyPackage(t).KeyPackage
 	carolAgain := carol.keyPackage(t).KeyPackage // carol's signature key, already in the group
-	otherSuite := newTestClient(t, CipherSuite(3), "frank").keyPackage(t).KeyPackage
+	other := CipherSuite(1)
+	if cs == other {
+		other = 3
+	}
+	otherSuite := newTestClient(t, other, "frank").keyPackage(t).KeyPackage
 
 	externalPSK := func(id string) PreSharedKeyID {
 		return PreSharedKeyID{PSKType: PSKExternal, PSKID: []byte(id), PSKNonce: randomBytes(nh)}
@@ -214,6 +223,8 @@ func TestCommitValidation(t *testing.T) {
 		{"Add of a KeyPackage of another suite", forgeCommit(t, ga, []ProposalOrRef{addOf(otherSuite)}, nil), "cipher suite"},
 		{"missing required path", forgeCommit(t, ga, []ProposalOrRef{removeOf(3)}, nil), "required path"},
 		{"empty commit without a path", forgeCommit(t, ga, nil, nil), "required path"},
+		{"Update without a path", forgeCommit(t, ga, []ProposalOrRef{byRef(carolUpdateRef)}, nil), "required path"},
+		{"GroupContextExtensions without a path", forgeCommit(t, ga, []ProposalOrRef{gceOf(nil)}, nil), "required path"},
 		{"PSK unknown to the receiver", forgeCommit(t, ga, []ProposalOrRef{pskOf(externalPSK("nobody knows"))}, nil), "unknown pre-shared key"},
 		{"one PSK twice", forgeCommit(t, ga, []ProposalOrRef{pskOf(dupPSK), pskOf(dupPSK2)}, nil), "same PSK"},
 		{"PSK nonce of the wrong length", forgeCommit(t, ga, []ProposalOrRef{pskOf(shortNonce)}, nil), "nonce"},
@@ -262,7 +273,6 @@ func TestCommitValidation(t *testing.T) {
 			mustProcess(t, g, ct)
 		}
 	})
-	_ = alice
 }
 
 // rejected checks that g refuses m with an error mentioning want, and
