@@ -193,9 +193,12 @@ func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNod
 			if id.PSKType == PSKResumption && id.Usage != ResumptionApplication {
 				return nil, errorf("resumption PSK with usage %d in an ordinary commit", id.Usage)
 			}
-			key := string(mustEncode(&pskIDKey{id}))
+			// §12.2 forbids the same PreSharedKeyID twice, nonce
+			// included: one PSK proposed twice with fresh nonces (say, by
+			// two members) is valid.
+			key := string(mustEncode(id))
 			if pskSeen[key] {
-				return nil, errorf("the same PSK is proposed twice")
+				return nil, errorf("the same PreSharedKeyID is proposed twice")
 			}
 			pskSeen[key] = true
 			st.psks = append(st.psks, *id)
@@ -316,15 +319,6 @@ func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNod
 		}
 	}
 	return st, nil
-}
-
-// pskIDKey encodes a PSK id without its nonce, to spot duplicates.
-type pskIDKey struct{ id *PreSharedKeyID }
-
-func (k *pskIDKey) marshal(b *cryptobyte.Builder) {
-	c := *k.id
-	c.PSKNonce = nil
-	c.marshal(b)
 }
 
 func sameIdentity(a *LeafNode, b *LeafNode) bool {

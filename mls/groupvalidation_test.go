@@ -181,8 +181,6 @@ func testCommitValidation(t *testing.T, cs CipherSuite) {
 	shortNonce := externalPSK("psk")
 	shortNonce.PSKNonce = shortNonce.PSKNonce[1:]
 	dupPSK := externalPSK("psk")
-	dupPSK2 := dupPSK
-	dupPSK2.PSKNonce = randomBytes(nh)
 
 	// A genuine commit with a path, and one without, for the tag tests.
 	withPath, err := ga.Commit(CommitOptions{ForcePath: true, SkipCached: true})
@@ -226,7 +224,7 @@ func testCommitValidation(t *testing.T, cs CipherSuite) {
 		{"Update without a path", forgeCommit(t, ga, []ProposalOrRef{byRef(carolUpdateRef)}, nil), "required path"},
 		{"GroupContextExtensions without a path", forgeCommit(t, ga, []ProposalOrRef{gceOf(nil)}, nil), "required path"},
 		{"PSK unknown to the receiver", forgeCommit(t, ga, []ProposalOrRef{pskOf(externalPSK("nobody knows"))}, nil), "unknown pre-shared key"},
-		{"one PSK twice", forgeCommit(t, ga, []ProposalOrRef{pskOf(dupPSK), pskOf(dupPSK2)}, nil), "same PSK"},
+		{"one PreSharedKeyID twice", forgeCommit(t, ga, []ProposalOrRef{pskOf(dupPSK), pskOf(dupPSK)}, nil), "same PreSharedKeyID"},
 		{"PSK nonce of the wrong length", forgeCommit(t, ga, []ProposalOrRef{pskOf(shortNonce)}, nil), "nonce"},
 		{"resumption PSK for a reinit outside one", forgeCommit(t, ga, []ProposalOrRef{pskOf(resumption)}, nil), "resumption PSK with usage"},
 		{"wrong confirmation tag, with path", withTamperedTag(t, ga, withPath.Commit), "confirmation tag"},
@@ -399,4 +397,42 @@ func TestExternalJoinContextExtensions(t *testing.T) {
 	} else {
 		mustProcess(t, g2, c)
 	}
+}
+
+// TestCommitSamePSKTwice: one external PSK proposed twice, with distinct
+// nonces, is a valid commit (§12.2 forbids only a repeated
+// PreSharedKeyID), and both instances enter the key schedule.
+func TestCommitSamePSKTwice(t *testing.T) {
+	cs := DefaultCipherSuite
+	psk := map[string][]byte{"shared": bytes.Repeat([]byte{7}, 32)}
+	cfg := Config{ExternalPSK: func(id []byte) ([]byte, bool) { p, ok := psk[string(id)]; return p, ok }}
+	alice, bob := newTestClient(t, cs, "alice"), newTestClient(t, cs, "bob")
+	ga, err := CreateGroup(alice.key, BasicCredential([]byte("alice")), CreateGroupOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp := bob.keyPackage(t)
+	res, err := ga.Commit(CommitOptions{Add: []*KeyPackage{kp.KeyPackage}, InlineTree: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ga.MergePendingCommit(); err != nil {
+		t.Fatal(err)
+	}
+	gb, err := Join(roundTrip(t, res.Welcome).Welcome, kp, JoinOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err = ga.Commit(CommitOptions{ExternalPSKs: [][]byte{[]byte("shared"), []byte("shared")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ga.MergePendingCommit(); err != nil {
+		t.Fatal(err)
+	}
+	sc := mustProcess(t, gb, res.Commit).(*StagedCommit)
+	if len(sc.PSKs) != 2 {
+		t.Fatalf("%d PSKs staged, want 2", len(sc.PSKs))
+	}
+	sameState(t, ga, gb)
 }
