@@ -93,8 +93,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	rdb.SetMaxIdleConns(readers)
 	rdb.SetConnMaxIdleTime(5 * time.Minute)
 
-	s := &Store{wdb: wdb, rdb: rdb, w: newWriter(wdb)}
-	s.Store = sqlstore.New(rdb, s.w.do, sqlstore.Dialect{})
+	conn, err := wdb.Conn(ctx)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, err
+	}
+	s := &Store{wdb: wdb, rdb: rdb, w: newWriter(conn)}
+	s.Store = sqlstore.New(rdb, func(ctx context.Context, fn func(context.Context, sqlstore.Tx) error) error {
+		return s.w.do(ctx, func(ctx context.Context, tx *connTx) error { return fn(ctx, tx) })
+	}, sqlstore.Dialect{})
 	return s, nil
 }
 
@@ -130,7 +138,11 @@ func (s *Store) Purge(ctx context.Context, now time.Time, retention time.Duratio
 	if err != nil {
 		return r, err
 	}
-	if _, err := s.wdb.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	err = s.w.doRaw(ctx, func(ctx context.Context, conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+		return err
+	})
+	if err != nil {
 		return r, fmt.Errorf("store/sqlite: checkpoint: %w", err)
 	}
 	return r, nil
@@ -142,7 +154,7 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.w.close()
-		err = errors.Join(s.wdb.Close(), s.rdb.Close())
+		err = errors.Join(s.w.conn.Close(), s.wdb.Close(), s.rdb.Close())
 	})
 	return err
 }

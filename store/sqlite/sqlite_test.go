@@ -9,15 +9,21 @@ import (
 	"github.com/hush-chat/hush/store/storetest"
 )
 
-func open(t *testing.T) store.Store {
-	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "hush.db"))
+// open opens a store in a fresh temporary directory, on disk (not tmpfs),
+// and closes it at the end of the test.
+func open(tb testing.TB) store.Store {
+	s, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "hush.db"))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	tb.Cleanup(func() { s.Close() })
 	return s
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, open)
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+func BenchmarkAppend(b *testing.B) {
+	storetest.BenchmarkAppend(b, func(b *testing.B) store.Store { return open(b) })
 }

@@ -13,8 +13,12 @@ import (
 // latency a write can add to the others in its batch.
 const maxBatch = 512
 
+// maxStmts bounds the writer's cache of prepared statements; queries with a
+// variable number of parameters could otherwise fill it.
+const maxStmts = 64
+
 // writer performs group commit: callers queue writes, and one goroutine
-// runs every queued write in a single transaction on the single writer
+// runs every queued write in a single transaction on the one writer
 // connection, commits (one fsync), and only then answers each caller. Under
 // load a batch is whatever queued up during the previous commit, so the cost
 // of a sync is shared by all the writes that waited for it, with no timer
@@ -22,24 +26,32 @@ const maxBatch = 512
 //
 // Each write runs inside a savepoint, so one that fails is undone without
 // disturbing the rest of its batch. Writes run with the writer's own
-// context, not their callers': cancelling an SQLite statement inside a
-// transaction can roll the whole transaction back.
+// context, not their callers': interrupting an SQLite statement inside a
+// transaction can roll the whole transaction back. Statements are prepared
+// once on the connection and reused, since parsing SQL would otherwise cost
+// more than running it.
 type writer struct {
-	db      *sql.DB // exactly one connection
+	conn    *sql.Conn            // owned by run
+	stmts   map[string]*sql.Stmt // owned by run
 	jobs    chan *job
 	quit    chan struct{} // closed by close: stop taking jobs
 	stopped chan struct{} // closed when run has returned
 }
 
+// A job is either a write to run in a batch's transaction (fn) or work to
+// run on the connection outside any transaction (raw), such as a
+// checkpoint.
 type job struct {
-	ctx  context.Context // the caller's, checked before running fn
-	fn   func(context.Context, *sql.Tx) error
-	done chan error // buffered, receives fn's outcome once durable
+	ctx  context.Context // the caller's, checked before running the job
+	fn   func(context.Context, *connTx) error
+	raw  func(context.Context, *sql.Conn) error
+	done chan error // buffered; receives the outcome once durable
 }
 
-func newWriter(db *sql.DB) *writer {
+func newWriter(conn *sql.Conn) *writer {
 	w := &writer{
-		db:      db,
+		conn:    conn,
+		stmts:   make(map[string]*sql.Stmt),
 		jobs:    make(chan *job, maxBatch),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -50,8 +62,16 @@ func newWriter(db *sql.DB) *writer {
 
 // do runs fn in the next batch and returns once its effects are durable.
 // If ctx ends first, do returns ctx.Err() and fn may or may not commit.
-func (w *writer) do(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
-	j := &job{ctx: ctx, fn: fn, done: make(chan error, 1)}
+func (w *writer) do(ctx context.Context, fn func(context.Context, *connTx) error) error {
+	return w.submit(ctx, &job{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// doRaw runs fn on the writer's connection between batches.
+func (w *writer) doRaw(ctx context.Context, fn func(context.Context, *sql.Conn) error) error {
+	return w.submit(ctx, &job{ctx: ctx, raw: fn, done: make(chan error, 1)})
+}
+
+func (w *writer) submit(ctx context.Context, j *job) error {
 	select {
 	case w.jobs <- j:
 	case <-w.quit:
@@ -78,26 +98,48 @@ func (w *writer) do(ctx context.Context, fn func(context.Context, *sql.Tx) error
 
 func (w *writer) run() {
 	defer close(w.stopped)
-	batch := make([]*job, 0, maxBatch)
+	defer func() {
+		for _, st := range w.stmts {
+			st.Close()
+		}
+	}()
+	var batch, raw []*job
 	for {
 		select {
 		case j := <-w.jobs:
-			batch = append(batch[:0], j)
+			batch, raw = appendJob(batch[:0], raw[:0], j)
 		case <-w.quit:
 			return
 		}
 	fill:
-		for len(batch) < maxBatch {
+		for len(batch)+len(raw) < maxBatch {
 			select {
 			case j := <-w.jobs:
-				batch = append(batch, j)
+				batch, raw = appendJob(batch, raw, j)
 			default:
 				break fill
 			}
 		}
-		w.commit(batch)
+		if len(batch) > 0 {
+			w.commit(batch)
+		}
+		for _, j := range raw {
+			if err := j.ctx.Err(); err != nil {
+				j.done <- err
+				continue
+			}
+			j.done <- j.raw(context.Background(), w.conn)
+		}
 		clear(batch) // drop references to finished jobs
+		clear(raw)
 	}
+}
+
+func appendJob(batch, raw []*job, j *job) ([]*job, []*job) {
+	if j.raw != nil {
+		return batch, append(raw, j)
+	}
+	return append(batch, j), raw
 }
 
 // commit runs a batch in one transaction and answers its jobs.
@@ -112,23 +154,25 @@ func (w *writer) commit(batch []*job) {
 			j.done <- errs[i]
 		}
 	}
-	tx, err := w.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE, see the DSN
-	if err != nil {
+	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		answer(fmt.Errorf("store: begin: %w", err))
 		return
 	}
+	tx := &connTx{w: w}
 	for i, j := range batch {
 		if err := j.ctx.Err(); err != nil {
 			errs[i] = err // the caller has given up; do not write
 			continue
 		}
+		var err error
 		if errs[i], err = runJob(ctx, tx, j.fn); err != nil {
-			tx.Rollback()
+			w.conn.ExecContext(ctx, "ROLLBACK") // SQLite may have rolled back already
 			answer(err)
 			return
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		w.conn.ExecContext(ctx, "ROLLBACK")
 		answer(fmt.Errorf("store: commit: %w", err))
 		return
 	}
@@ -137,7 +181,7 @@ func (w *writer) commit(batch []*job) {
 
 // runJob runs fn in a savepoint. It returns fn's error, after undoing fn's
 // writes, and a second error if the transaction itself is broken.
-func runJob(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) (jobErr, txErr error) {
+func runJob(ctx context.Context, tx *connTx, fn func(context.Context, *connTx) error) (jobErr, txErr error) {
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
 		return nil, fmt.Errorf("store: savepoint: %w", err)
 	}
@@ -157,4 +201,60 @@ func runJob(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) e
 func (w *writer) close() {
 	close(w.quit)
 	<-w.stopped
+}
+
+// connTx runs statements on the writer's connection, inside the
+// transaction that commit has begun there, through prepared statements. It
+// implements sqlstore.Tx.
+type connTx struct {
+	w *writer
+}
+
+// stmt returns the prepared statement for query, or nil if the cache is
+// full.
+func (t *connTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := t.w.stmts[query]; ok {
+		return st, nil
+	}
+	if len(t.w.stmts) >= maxStmts {
+		return nil, nil
+	}
+	st, err := t.w.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	t.w.stmts[query] = st
+	return st, nil
+}
+
+func (t *connTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(ctx, query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return t.w.conn.ExecContext(ctx, query, args...)
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t *connTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(ctx, query)
+	switch {
+	case err != nil:
+		return nil, err
+	case st == nil:
+		return t.w.conn.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// QueryRowContext reports a failure to prepare when the row is scanned, as
+// *sql.Row does.
+func (t *connTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := t.stmt(ctx, query)
+	if err != nil || st == nil {
+		return t.w.conn.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
 }

@@ -22,7 +22,7 @@ func (s *Store) CreateGroup(ctx context.Context, id store.GroupID, creator store
 		return err
 	}
 	members := dedupe(append([]store.DeviceID{creator}, roster...))
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO groups (id, epoch, last_seq, created_at)
 			VALUES ($1, $2, 0, $3) ON CONFLICT (id) DO NOTHING`, []byte(id), ep, micros(now()))
 		if err != nil {
@@ -37,7 +37,7 @@ func (s *Store) CreateGroup(ctx context.Context, id store.GroupID, creator store
 
 // addMembers puts live devices on a group's roster with their cursors at
 // seq.
-func addMembers(ctx context.Context, tx *sql.Tx, group store.GroupID, devices []store.DeviceID, seq int64) error {
+func addMembers(ctx context.Context, tx Tx, group store.GroupID, devices []store.DeviceID, seq int64) error {
 	if len(devices) == 0 {
 		return nil
 	}
@@ -98,12 +98,12 @@ func (s *Store) Group(ctx context.Context, id store.GroupID) (store.Group, error
 // group's row lock, taken by the UPDATE, orders concurrent appends, and the
 // membership check comes after it so that it sees the latest roster.
 func (s *Store) AppendMessage(ctx context.Context, m store.Message) (store.Appended, error) {
-	epoch, err := checkMessage(m)
+	epoch, err := CheckMessage(m)
 	if err != nil {
 		return store.Appended{}, err
 	}
 	var a store.Appended
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+	err = s.write(ctx, func(ctx context.Context, tx Tx) (err error) {
 		if a, err = priorMessage(ctx, tx, m); err != nil || a.Duplicate {
 			return err
 		}
@@ -126,7 +126,7 @@ func (s *Store) AppendMessage(ctx context.Context, m store.Message) (store.Appen
 }
 
 func (s *Store) AppendCommit(ctx context.Context, m store.Message, expectedEpoch uint64, newRoster []store.DeviceID) (store.Appended, error) {
-	epoch, err := checkMessage(m)
+	epoch, err := CheckMessage(m)
 	if err != nil {
 		return store.Appended{}, err
 	}
@@ -136,7 +136,7 @@ func (s *Store) AppendCommit(ctx context.Context, m store.Message, expectedEpoch
 	}
 	roster := dedupe(newRoster)
 	var a store.Appended
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+	err = s.write(ctx, func(ctx context.Context, tx Tx) (err error) {
 		if a, err = priorMessage(ctx, tx, m); err != nil || a.Duplicate {
 			return err
 		}
@@ -164,7 +164,7 @@ func (s *Store) AppendCommit(ctx context.Context, m store.Message, expectedEpoch
 }
 
 // epochConflict explains why a commit's UPDATE matched no row.
-func epochConflict(ctx context.Context, tx *sql.Tx, m store.Message) error {
+func epochConflict(ctx context.Context, tx Tx, m store.Message) error {
 	var current int64
 	err := tx.QueryRowContext(ctx, `SELECT epoch FROM groups WHERE id = $1`, []byte(m.GroupID)).Scan(&current)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -182,7 +182,7 @@ func epochConflict(ctx context.Context, tx *sql.Tx, m store.Message) error {
 
 // replaceRoster makes the group's roster exactly roster. Devices that stay
 // keep their cursors; new ones start at seq, the commit that added them.
-func replaceRoster(ctx context.Context, tx *sql.Tx, group store.GroupID, roster []store.DeviceID, seq int64) error {
+func replaceRoster(ctx context.Context, tx Tx, group store.GroupID, roster []store.DeviceID, seq int64) error {
 	rows, err := tx.QueryContext(ctx, `SELECT device_id FROM members WHERE group_id = $1`, []byte(group))
 	if err != nil {
 		return dbErr("replace roster", err)
@@ -217,7 +217,7 @@ func replaceRoster(ctx context.Context, tx *sql.Tx, group store.GroupID, roster 
 }
 
 // priorMessage looks for an earlier message with m's idempotency key.
-func priorMessage(ctx context.Context, tx *sql.Tx, m store.Message) (store.Appended, error) {
+func priorMessage(ctx context.Context, tx Tx, m store.Message) (store.Appended, error) {
 	var seq, sent int64
 	err := tx.QueryRowContext(ctx, `SELECT seq, sent_at FROM messages WHERE sender = $1 AND client_msg_id = $2`,
 		m.Sender[:], m.ClientMsgID).Scan(&seq, &sent)
@@ -230,7 +230,7 @@ func priorMessage(ctx context.Context, tx *sql.Tx, m store.Message) (store.Appen
 	return store.Appended{Seq: uint64(seq), SentAt: fromMicros(sent), Duplicate: true}, nil
 }
 
-func requireMember(ctx context.Context, tx *sql.Tx, group store.GroupID, dev store.DeviceID) error {
+func requireMember(ctx context.Context, tx Tx, group store.GroupID, dev store.DeviceID) error {
 	var one int
 	err := tx.QueryRowContext(ctx, `SELECT 1 FROM members WHERE group_id = $1 AND device_id = $2`, []byte(group), dev[:]).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -239,7 +239,7 @@ func requireMember(ctx context.Context, tx *sql.Tx, group store.GroupID, dev sto
 	return dbErr("check membership", err)
 }
 
-func insertMessage(ctx context.Context, tx *sql.Tx, m store.Message, seq, epoch int64) (store.Appended, error) {
+func insertMessage(ctx context.Context, tx Tx, m store.Message, seq, epoch int64) (store.Appended, error) {
 	a := store.Appended{Seq: uint64(seq), SentAt: now()}
 	_, err := tx.ExecContext(ctx, `INSERT INTO messages
 		(group_id, seq, sender, client_msg_id, kind, epoch, payload, sent_at, expires_at)
@@ -254,7 +254,7 @@ func (s *Store) AppendDirect(ctx context.Context, d store.Direct) (store.Appende
 		return store.Appended{}, err
 	}
 	var a store.Appended
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx Tx) error {
 		var seq, sent int64
 		err := tx.QueryRowContext(ctx, `SELECT seq, sent_at FROM direct WHERE device_id = $1 AND sender = $2 AND client_msg_id = $3`,
 			d.To[:], d.Sender[:], d.ClientMsgID).Scan(&seq, &sent)
@@ -347,7 +347,7 @@ func (s *Store) Ack(ctx context.Context, device store.DeviceID, group store.Grou
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE members SET acked = $3
 			WHERE group_id = $1 AND device_id = $2 AND acked < $3
 			  AND $3 <= (SELECT last_seq FROM groups WHERE id = $1)`, []byte(group), device[:], sq)
@@ -373,7 +373,7 @@ func (s *Store) Ack(ctx context.Context, device store.DeviceID, group store.Grou
 
 // explainNoAck tells an ack that changed nothing because the cursor is
 // already past seq (no error) from one that is not allowed.
-func explainNoAck(ctx context.Context, tx *sql.Tx, device store.DeviceID, group store.GroupID, seq int64) error {
+func explainNoAck(ctx context.Context, tx Tx, device store.DeviceID, group store.GroupID, seq int64) error {
 	var last int64
 	var acked sql.NullInt64
 	err := tx.QueryRowContext(ctx, `SELECT g.last_seq, mb.acked FROM groups g
@@ -397,7 +397,7 @@ func (s *Store) AckDirect(ctx context.Context, device store.DeviceID, seq uint64
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM direct WHERE device_id = $1 AND seq <= $2`, device[:], sq)
 		return dbErr("ack direct", err)
 	})
@@ -405,8 +405,8 @@ func (s *Store) AckDirect(ctx context.Context, device store.DeviceID, seq uint64
 
 // Validation
 
-// checkMessage validates m and returns its epoch for the database.
-func checkMessage(m store.Message) (int64, error) {
+// CheckMessage validates m and returns its epoch for the database.
+func CheckMessage(m store.Message) (int64, error) {
 	if err := checkGroupID(m.GroupID); err != nil {
 		return 0, err
 	}

@@ -22,11 +22,19 @@ import (
 	"github.com/hush-chat/hush/store"
 )
 
+// Tx is the part of *sql.Tx that the queries use, so that a backend can
+// pass a transaction that reuses prepared statements.
+type Tx interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
 // WriteFunc runs fn in a write transaction and returns its error; fn's
 // writes are durable when it returns nil, and undone when fn fails. fn
 // must use the ctx it is given, which may differ from the caller's, and
 // may be run more than once (so it must not have effects outside tx).
-type WriteFunc func(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error
+type WriteFunc func(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
 
 // Dialect holds what differs between the backends' SQL.
 type Dialect struct {
@@ -62,7 +70,7 @@ func (s *Store) CreateUser(ctx context.Context, username string, identityKey []b
 		return store.User{}, err
 	}
 	u := store.User{ID: store.NewUserID(), Username: name, IdentityKey: identityKey, CreatedAt: now()}
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO users (id, username, identity_key, created_at)
 			VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING`,
 			u.ID[:], u.Username, nonNil(identityKey), micros(u.CreatedAt))
@@ -113,7 +121,7 @@ func (s *Store) UserByName(ctx context.Context, username string) (store.User, er
 func (s *Store) CreateDevice(ctx context.Context, user store.UserID, authHash, credential []byte) (store.Device, error) {
 	t := now()
 	d := store.Device{ID: store.NewDeviceID(), UserID: user, AuthHash: authHash, Credential: credential, CreatedAt: t, LastSeen: t}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, user[:]).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -170,7 +178,7 @@ func (s *Store) UserDevices(ctx context.Context, user store.UserID) ([]store.Dev
 }
 
 func (s *Store) TouchDevice(ctx context.Context, id store.DeviceID, at time.Time) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE devices SET last_seen = $2 WHERE id = $1`, id[:], micros(at))
 		if err != nil {
 			return dbErr("touch device", err)
@@ -183,7 +191,7 @@ func (s *Store) TouchDevice(ctx context.Context, id store.DeviceID, at time.Time
 }
 
 func (s *Store) RevokeDevice(ctx context.Context, id store.DeviceID) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked = TRUE WHERE id = $1`, id[:])
 		if err != nil {
 			return dbErr("revoke device", err)
@@ -197,7 +205,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id store.DeviceID) error {
 }
 
 // liveDevice checks that the device exists and is not revoked.
-func liveDevice(ctx context.Context, tx *sql.Tx, id store.DeviceID) error {
+func liveDevice(ctx context.Context, tx Tx, id store.DeviceID) error {
 	var one int
 	err := tx.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1 AND NOT revoked`, id[:]).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -214,7 +222,7 @@ func (s *Store) UploadKeyPackages(ctx context.Context, device store.DeviceID, kp
 			return fmt.Errorf("%w: KeyPackage needs a ref and data", store.ErrInvalid)
 		}
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx Tx) error {
 		if err := liveDevice(ctx, tx, device); err != nil {
 			return err
 		}
@@ -235,7 +243,7 @@ func (s *Store) UploadKeyPackages(ctx context.Context, device store.DeviceID, kp
 
 func (s *Store) ClaimKeyPackages(ctx context.Context, devices []store.DeviceID) ([]store.ClaimedKeyPackage, error) {
 	var out []store.ClaimedKeyPackage
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
+	err := s.write(ctx, func(ctx context.Context, tx Tx) (err error) {
 		out, err = s.claim(ctx, tx, devices)
 		return err
 	})
@@ -244,7 +252,7 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, devices []store.DeviceID) 
 
 func (s *Store) ClaimUserKeyPackages(ctx context.Context, user store.UserID) ([]store.ClaimedKeyPackage, error) {
 	var out []store.ClaimedKeyPackage
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM devices WHERE user_id = $1 AND NOT revoked ORDER BY created_at, id`, user[:])
 		if err != nil {
 			return dbErr("claim KeyPackages", err)
@@ -268,7 +276,7 @@ func (s *Store) ClaimUserKeyPackages(ctx context.Context, user store.UserID) ([]
 	return out, err
 }
 
-func (s *Store) claim(ctx context.Context, tx *sql.Tx, devices []store.DeviceID) ([]store.ClaimedKeyPackage, error) {
+func (s *Store) claim(ctx context.Context, tx Tx, devices []store.DeviceID) ([]store.ClaimedKeyPackage, error) {
 	var out []store.ClaimedKeyPackage
 	seen := make(map[store.DeviceID]bool, len(devices))
 	for _, d := range devices {
@@ -309,7 +317,7 @@ func (s *Store) CreateBlob(ctx context.Context, b store.Blob) (store.Blob, error
 		return store.Blob{}, fmt.Errorf("%w: negative blob size", store.ErrInvalid)
 	}
 	b.CreatedAt = now()
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO blobs (id, uploader, size, digest, created_at, expires_at)
 			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
 			b.ID[:], b.Uploader[:], b.Size, b.Digest, micros(b.CreatedAt), nullMicros(b.ExpiresAt))
@@ -351,7 +359,7 @@ func (s *Store) Purge(ctx context.Context, at time.Time, retention time.Duration
 	}
 	nowUS, cutoff := micros(at), micros(at.Add(-retention))
 	var r store.PurgeResult
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx Tx) error {
 		r = store.PurgeResult{}
 		// A message is delivered when every member other than its sender
 		// has acknowledged it (senders do not fetch their own messages).
