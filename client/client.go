@@ -325,7 +325,12 @@ func (c *Client) saveAccount(ctx context.Context, a *accountRecord) error {
 		if err := tx.put(tableMeta, "account", a); err != nil {
 			return err
 		}
-		self := &contactRecord{Username: a.Username, IdentityKey: a.public().IdentityKey, Verified: true, FirstSeen: a.Created}
+		key, err := a.signatureKey()
+		if err != nil {
+			return err
+		}
+		self := &contactRecord{Username: a.Username, IdentityKey: a.public().IdentityKey, Verified: true, FirstSeen: a.Created,
+			Devices: map[string][]byte{a.DeviceID: key.Public()}}
 		return tx.putContact(self)
 	})
 	if err != nil {
@@ -399,19 +404,17 @@ func (c *Client) uploadKeyPackages(ctx context.Context, n int, lastResort bool) 
 }
 
 // refillKeyPackages tops up the server's KeyPackages when they run low.
+// The last-resort KeyPackage, uploaded at registration, stays.
 func (c *Client) refillKeyPackages(ctx context.Context) error {
 	var count proto.KeyPackageCount
 	if err := c.call(ctx, "GET", proto.PathKeyPackageCount, true, nil, &count); err != nil {
 		return fmt.Errorf("client: KeyPackage count: %w", err)
 	}
-	if count.Count >= count.RefillBelow && count.LastResort {
+	if count.Count >= count.RefillBelow {
 		return nil
 	}
-	n := 0
-	if count.Count < count.RefillBelow {
-		n = max(c.o.KeyPackageBatch, count.RefillBelow) - count.Count
-	}
-	return c.uploadKeyPackages(ctx, min(n, proto.MaxKeyPackageBatch-1), !count.LastResort)
+	n := max(c.o.KeyPackageBatch, count.RefillBelow) - count.Count
+	return c.uploadKeyPackages(ctx, min(n, proto.MaxKeyPackageBatch-1), false)
 }
 
 // emit hands events to Options.OnEvent.

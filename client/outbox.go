@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -78,7 +80,7 @@ func (c *Client) flushOutbox(ctx context.Context) error {
 // marked sent (or failed), a commit merged (or discarded).
 func (c *Client) deliver(ctx context.Context, key string, ob *outboxRecord) error {
 	var sent proto.Sent
-	sendErr := c.call(ctx, "POST", pathWith(proto.PathGroupMessages, "id", ob.Group), true, ob.Send, &sent)
+	sendErr := c.call(ctx, "POST", groupPath(ob.Group), true, ob.Send, &sent)
 	if sendErr != nil && !permanent(sendErr) {
 		return sendErr
 	}
@@ -267,4 +269,11 @@ func refuseChangedKeys(tx *tx, users []string) error {
 		return fmt.Errorf("%w: %s; compare safety numbers (hush verify) and accept the new key before sending", ErrIdentityChanged, strings.Join(changed, ", "))
 	}
 	return nil
+}
+
+// groupPath is the path of a group's log: the group id in unpadded
+// base64url.
+func groupPath(hexID string) string {
+	gid, _ := hex.DecodeString(hexID)
+	return pathWith(proto.PathGroupMessages, "id", base64.RawURLEncoding.EncodeToString(gid))
 }

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Group subcommands: group create|add|remove, groups, members.
+
+func init() {
+	commands["group"] = command{"create a group, add or remove people", runGroup}
+	commands["groups"] = command{"list your conversations", runGroups}
+	commands["members"] = command{"list the devices in a conversation", runMembers}
+}
+
+func runGroup(ctx context.Context, stdout, stderr io.Writer, args []string) error {
+	c := newClientCmd("group", "group [flags] create NAME USER...  |  add GROUP USER...  |  remove GROUP USER",
+		"create: starts a group with the users (all their devices, and your other devices).\n"+
+			"add: adds users to a group. remove: removes a user, with all their devices.\n"+
+			"The group's name is end-to-end encrypted: the server never sees it.", stdout, stderr)
+	pos, err := c.parse(args, 3, -1)
+	if err != nil {
+		return err
+	}
+	op := pos[0]
+	if op != "create" && op != "add" && op != "remove" || op == "remove" && len(pos) != 3 {
+		c.fs.Usage()
+		return errUsage
+	}
+	cl, err := c.syncedClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if op == "create" {
+		cv, err := cl.CreateGroup(ctx, pos[1], pos[2:]...)
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(cv)
+		}
+		fmt.Fprintf(stdout, "created %s (%s)\n", cv.Title(), shortID(cv.ID))
+		return nil
+	}
+	cv, err := findConversation(ctx, cl, pos[1], false)
+	if err != nil {
+		return err
+	}
+	if op == "add" {
+		err = cl.AddMembers(ctx, cv.ID, pos[2:]...)
+	} else {
+		err = cl.RemoveMember(ctx, cv.ID, pos[2])
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(map[string]any{"conversation": cv.ID, op: pos[2:]})
+	}
+	fmt.Fprintf(stdout, "%s: %s %v\n", cv.Title(), map[string]string{"add": "added", "remove": "removed"}[op], pos[2:])
+	return nil
+}
+
+func runGroups(ctx context.Context, stdout, stderr io.Writer, args []string) error {
+	c := newClientCmd("groups", "groups [flags]", "Lists your conversations, 1:1 chats and groups, most recent first.", stdout, stderr)
+	if _, err := c.parse(args, 0, 0); err != nil {
+		return err
+	}
+	cl, err := c.syncedClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	convs, err := cl.Conversations(ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(convs)
+	}
+	for _, cv := range convs {
+		state := ""
+		if !cv.Active {
+			state = "  (not a member)"
+		}
+		fmt.Fprintf(stdout, "%s  %-6s  %-24s  last %s%s\n", shortID(cv.ID), cv.Kind, cv.Title(), cv.Last.Local().Format(time.DateTime), state)
+	}
+	return nil
+}
+
+func runMembers(ctx context.Context, stdout, stderr io.Writer, args []string) error {
+	c := newClientCmd("members", "members [flags] CONVERSATION", "Lists the devices in a conversation and whether each is certified by its owner.", stdout, stderr)
+	pos, err := c.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	cl, err := c.syncedClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	cv, err := findConversation(ctx, cl, pos[0], false)
+	if err != nil {
+		return err
+	}
+	ms, err := cl.Members(ctx, cv.ID)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(ms)
+	}
+	for _, m := range ms {
+		status := "certified"
+		if !m.Verified {
+			status = "NOT VERIFIED"
+		}
+		self := ""
+		if m.Self {
+			self = "  (this device)"
+		}
+		fmt.Fprintf(stdout, "%-20s %s  %s%s\n", m.User, m.Device, status, self)
+	}
+	return nil
+}
