@@ -84,7 +84,8 @@ func (r *Receiver) RemoveKey(kid uint64) {
 // CTR, and [ErrAuth] if it fails authentication. A frame that fails is not
 // recorded in the replay window.
 //
-// Decrypt does not allocate when dst has room for len(frame) more bytes.
+// With room in dst for len(frame) more bytes, Decrypt does not allocate
+// under the GCM suites, and allocates once under the AES-CTR-HMAC suites.
 // dst must not overlap frame.
 func (r *Receiver) Decrypt(dst, metadata, frame []byte) ([]byte, error) {
 	h, n, err := ParseHeader(frame)

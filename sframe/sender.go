@@ -45,8 +45,9 @@ func (s *Sender) KID() uint64 { return s.kid }
 // authenticated but not encrypted or included in the output; the receiver
 // must supply the same bytes (RFC 9605 §9.4).
 //
-// Encrypt does not allocate when dst has room for
-// len(plaintext) + [MaxHeaderLen] + suite.[CipherSuite.Overhead] more bytes.
+// With room in dst for len(plaintext) + [MaxHeaderLen] +
+// suite.[CipherSuite.Overhead] more bytes, Encrypt does not allocate under
+// the GCM suites, and allocates once under the AES-CTR-HMAC suites.
 // dst must not overlap plaintext.
 func (s *Sender) Encrypt(dst, metadata, plaintext []byte) ([]byte, error) {
 	s.mu.Lock()
