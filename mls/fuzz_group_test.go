@@ -301,37 +301,46 @@ func splitMessages(data []byte) ([]*MLSMessage, bool) {
 func FuzzProcessSigned(f *testing.F) {
 	f.Fuzz(func(t *testing.T, content, tag []byte) {
 		fx := fuzzGroup(t)
-		var c FramedContent
-		if decode(content, &c, "FramedContent") != nil {
-			return
+		if m, ok := fx.signed(content, tag); ok {
+			processAndCheck(t, fx, m)
 		}
-		key := fx.eve
-		if c.Sender.Type == SenderMember {
-			switch c.Sender.Index {
-			case 1:
-				key = fx.bob
-			case 2:
-				key = fx.carol
-			}
-		}
-		a := fx.alicePriv
-		ac, err := signFramedContent(key, WireFormatPublicMessage, &c, a.ctxRaw)
-		if err != nil {
-			return
-		}
-		if c.ContentType == ContentCommit {
-			ac.Auth.ConfirmationTag = tag
-		}
-		var membership []byte
-		if c.Sender.Type == SenderMember {
-			membership = a.secrets.membership
-		}
-		pm, err := protectPublic(a.suite, ac, membership, a.ctxRaw)
-		if err != nil {
-			return
-		}
-		processAndCheck(t, fx, &MLSMessage{WireFormat: WireFormatPublicMessage, PublicMessage: pm})
 	})
+}
+
+// signed decodes a FramedContent, signs it as the member it names as
+// sender (eve for anyone else) and frames it as a PublicMessage with the
+// confirmation tag (for a commit) and alice's membership key.
+func (fx *fuzzFixture) signed(content, tag []byte) (*MLSMessage, bool) {
+	var c FramedContent
+	if decode(content, &c, "FramedContent") != nil {
+		return nil, false
+	}
+	key := fx.eve
+	if c.Sender.Type == SenderMember {
+		switch c.Sender.Index {
+		case 1:
+			key = fx.bob
+		case 2:
+			key = fx.carol
+		}
+	}
+	a := fx.alicePriv
+	ac, err := signFramedContent(key, WireFormatPublicMessage, &c, a.ctxRaw)
+	if err != nil {
+		return nil, false
+	}
+	if c.ContentType == ContentCommit {
+		ac.Auth.ConfirmationTag = tag
+	}
+	var membership []byte
+	if c.Sender.Type == SenderMember {
+		membership = a.secrets.membership
+	}
+	pm, err := protectPublic(a.suite, ac, membership, a.ctxRaw)
+	if err != nil {
+		return nil, false
+	}
+	return &MLSMessage{WireFormat: WireFormatPublicMessage, PublicMessage: pm}, true
 }
 
 // FuzzUnmarshalGroup decodes arbitrary saved states: decoding never
@@ -383,6 +392,21 @@ func TestFuzzSeedsAreAccepted(t *testing.T) {
 		}
 		if rejected := s.name == "welcome" || s.name == "group-info"; (err != nil) != rejected {
 			t.Errorf("seed %s: %v", s.name, err)
+		}
+		// The same content, signed anew as FuzzProcessSigned does.
+		if m := msgs[0]; len(msgs) == 1 && m.WireFormat == WireFormatPublicMessage {
+			pm := m.PublicMessage
+			sm, ok := fx.signed(mustEncode(&pm.Content), pm.Auth.ConfirmationTag)
+			if !ok {
+				t.Fatalf("seed %s cannot be signed anew", s.name)
+			}
+			g, err := UnmarshalGroup(fx.alice, fx.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.Process(sm); err != nil {
+				t.Errorf("seed %s, signed anew: %v", s.name, err)
+			}
 		}
 	}
 }
