@@ -86,8 +86,12 @@ func runPassiveVector(t *testing.T, s *suite, v *passiveVector) {
 			if err != nil {
 				t.Fatalf("epoch %d proposal %d: %v", e, k, err)
 			}
-			if _, err := g.Process(m); err != nil {
+			ev, err := g.Process(m)
+			if err != nil {
 				t.Fatalf("epoch %d proposal %d: %v", e, k, err)
+			}
+			if _, ok := ev.(*ProposalEvent); !ok {
+				t.Fatalf("epoch %d proposal %d yielded %T", e, k, ev)
 			}
 		}
 		m, err := UnmarshalMLSMessage(ep.Commit)
