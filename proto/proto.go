@@ -14,53 +14,70 @@ package proto
 import "time"
 
 // Version is the protocol version, sent as the X-Hush-Version header and
-// in the WebSocket hello. History:
+// in the WebSocket hello. A request whose X-Hush-Version header names
+// another version is refused with CodeVersion; a request without the
+// header is taken to be of this version. History:
 //
-//	1 — first version.
+//	1 — first version. (Before release, the GroupInfo endpoint and
+//	    Send.GroupInfo were taken out until the store keeps GroupInfo, and
+//	    KeyPackageCount.LastResort with them, for the same reason.)
 const Version = 1
 
 // Endpoints. {id} and {username} are path parameters.
 const (
-	PathAccounts        = "/v1/accounts"              // POST: register a user and its first device
-	PathUser            = "/v1/users/{username}"      // GET: a user's identity key and devices
-	PathDevices         = "/v1/devices"               // POST: add a linked device (authenticated as a device of the same user)
-	PathDevice          = "/v1/devices/{id}"          // DELETE: revoke a device
-	PathKeyPackages     = "/v1/keypackages"           // POST: upload a batch
-	PathKeyPackageCount = "/v1/keypackages/count"     // GET: how many are left
-	PathClaim           = "/v1/keypackages/claim"     // POST: claim one KeyPackage per device of some users
-	PathGroups          = "/v1/groups"                // POST: create a group
-	PathGroupMessages   = "/v1/groups/{id}/messages"  // POST: send to a group
-	PathGroupInfo       = "/v1/groups/{id}/groupinfo" // GET/PUT: the latest GroupInfo (for external joins)
-	PathMessages        = "/v1/messages"              // GET: fetch pending messages
-	PathAck             = "/v1/ack"                   // POST: acknowledge delivered messages
-	PathBlobs           = "/v1/blobs"                 // POST: upload an encrypted attachment (raw body)
-	PathBlob            = "/v1/blobs/{id}"            // GET: download one
-	PathProvision       = "/v1/provision"             // POST: open a device-linking channel
-	PathProvisionBox    = "/v1/provision/{id}"        // GET/PUT: the channel's two encrypted mailboxes
-	PathWebSocket       = "/v1/ws"                    // GET: upgrade to the push WebSocket
-	PathHealth          = "/healthz"                  // GET: liveness and store health
-	PathMetrics         = "/metrics"                  // GET: Prometheus metrics
-	HeaderVersion       = "X-Hush-Version"            //
-	HeaderAuthorization = "Authorization"             // "Bearer <device id>.<secret>"
-	ContentTypeJSON     = "application/json"          //
-	ContentTypeBlob     = "application/octet-stream"  //
-	WebSocketProtocol   = "hush.v1"                   // the WebSocket subprotocol
-	MaxMessageBytes     = 256 << 10                   // largest MLS message accepted
-	MaxBlobBytes        = 100 << 20                   // largest attachment blob
-	MaxKeyPackageBatch  = 100                         // KeyPackages per upload
-	MaxRosterSize       = 10000                       // devices in one group
-	MaxFetch            = 500                         // messages per fetch
-	MaxGroupIDBytes     = 64                          //
-	MaxClientMsgIDBytes = 64                          //
-	MaxUsernameBytes    = 32                          //
-	MaxCredentialBytes  = 4096                        //
-	MaxIdentityKeyBytes = 256                         //
-	AuthSecretBytes     = 32                          // device secrets are this many random bytes
-	ProvisionTTL        = 10 * time.Minute            // a linking channel lives this long
-	DefaultRetention    = 30 * 24 * time.Hour         // undelivered messages are kept this long
-	DeliveryGrace       = 24 * time.Hour              // extra time for a disappearing message to reach an offline device
-	RateLimitPerSecond  = 50                          // sustained requests per device
-	RateLimitBurst      = 200                         //
+	PathAccounts        = "/v1/accounts"             // POST: register a user and its first device
+	PathUser            = "/v1/users/{username}"     // GET: a user's identity key and devices
+	PathDevices         = "/v1/devices"              // POST: add a linked device (authenticated as a device of the same user)
+	PathDevice          = "/v1/devices/{id}"         // DELETE: revoke a device
+	PathKeyPackages     = "/v1/keypackages"          // POST: upload a batch
+	PathKeyPackageCount = "/v1/keypackages/count"    // GET: how many are left
+	PathClaim           = "/v1/keypackages/claim"    // POST: claim one KeyPackage per device of some users
+	PathGroups          = "/v1/groups"               // POST: create a group
+	PathGroupMessages   = "/v1/groups/{id}/messages" // POST: send to a group ({id}: the group id in unpadded base64url)
+	PathMessages        = "/v1/messages"             // GET: fetch pending messages
+	PathAck             = "/v1/ack"                  // POST: acknowledge delivered messages
+	PathBlobs           = "/v1/blobs"                // POST: upload an encrypted attachment (raw body)
+	PathBlob            = "/v1/blobs/{id}"           // GET: download one
+	PathProvision       = "/v1/provision"            // POST: open a device-linking channel
+	PathProvisionBox    = "/v1/provision/{id}"       // GET ?box=new|old / PUT: the channel's two encrypted mailboxes
+	PathWebSocket       = "/v1/ws"                   // GET: upgrade to the push WebSocket
+	PathHealth          = "/healthz"                 // GET: liveness and store health
+	PathMetrics         = "/metrics"                 // GET: Prometheus metrics
+	HeaderVersion       = "X-Hush-Version"           //
+	HeaderAuthorization = "Authorization"            // "Bearer <device id>.<secret>"
+	ContentTypeJSON     = "application/json"         //
+	ContentTypeBlob     = "application/octet-stream" //
+	WebSocketProtocol   = "hush.v1"                  // the WebSocket subprotocol
+	// WebSocketAuthPrefix, followed by the bearer token in unpadded
+	// base64url, is a second subprotocol that carries the credentials of
+	// clients (browsers) that cannot set the Authorization header on a
+	// WebSocket. The server never selects it.
+	WebSocketAuthPrefix  = "hush.auth."
+	MaxMessageBytes      = 256 << 10           // largest MLS message accepted
+	MaxRequestBytes      = 4 << 20             // largest JSON request body or WebSocket frame
+	MaxKeyPackageBytes   = 32 << 10            // largest KeyPackage
+	MaxTypingBytes       = 4 << 10             // largest typing payload
+	MaxProvisionBytes    = 64 << 10            // largest provisioning mailbox content
+	MaxClaimTargets      = 100                 // usernames plus device ids in one claim
+	MaxAcks              = 1000                // items in one Ack
+	MaxBlobBytes         = 100 << 20           // largest attachment blob
+	MaxKeyPackageBatch   = 100                 // KeyPackages per upload
+	RefillBelow          = 10                  // clients upload more KeyPackages below this count
+	MaxRosterSize        = 10000               // devices in one group
+	MaxFetch             = 500                 // messages per fetch
+	MaxGroupIDBytes      = 64                  //
+	MaxClientMsgIDBytes  = 64                  //
+	MaxUsernameBytes     = 32                  //
+	MaxCredentialBytes   = 4096                //
+	MaxIdentityKeyBytes  = 256                 //
+	AuthSecretBytes      = 32                  // device secrets are this many random bytes
+	ProvisionTTL         = 10 * time.Minute    // a linking channel lives this long
+	DefaultRetention     = 30 * 24 * time.Hour // undelivered messages are kept this long
+	DeliveryGrace        = 24 * time.Hour      // extra time for a disappearing message to reach an offline device
+	RateLimitPerSecond   = 50                  // sustained requests per device
+	RateLimitBurst       = 200                 //
+	IPRateLimitPerSecond = 5                   // sustained unauthenticated requests per IP address
+	IPRateLimitBurst     = 20                  //
 )
 
 // Kind says what an MLS message is, as far as delivery is concerned.
@@ -118,18 +135,20 @@ type UploadKeyPackages struct {
 	KeyPackages []KeyPackage `json:"key_packages"`
 }
 
-// KeyPackage is one MLSMessage(KeyPackage).
+// KeyPackage is one MLSMessage(KeyPackage). LastResort must agree with
+// the KeyPackage's last_resort extension; a device has at most one
+// last-resort KeyPackage, and uploading one replaces the previous.
 type KeyPackage struct {
 	Data       []byte `json:"data"`
 	LastResort bool   `json:"last_resort,omitempty"`
 }
 
-// KeyPackageCount answers GET /v1/keypackages/count and uploads. Clients
-// refill when Count drops below RefillBelow.
+// KeyPackageCount answers GET /v1/keypackages/count and uploads. Count is
+// the number of ordinary (not last-resort) KeyPackages left; clients
+// upload more when it drops below RefillBelow.
 type KeyPackageCount struct {
-	Count       int  `json:"count"`
-	LastResort  bool `json:"last_resort"`
-	RefillBelow int  `json:"refill_below"`
+	Count       int `json:"count"`
+	RefillBelow int `json:"refill_below"`
 }
 
 // Claim is POST /v1/keypackages/claim: one KeyPackage for each live
@@ -170,10 +189,9 @@ type Send struct {
 	Payload []byte `json:"payload"` // an MLSMessage
 	// Roster is, for a commit, the device ids on the roster after it.
 	Roster []string `json:"roster,omitempty"`
-	// Welcomes are delivered with a commit that adds devices.
+	// Welcomes are delivered with a commit that adds devices; every
+	// device they list must be on the new roster.
 	Welcomes []Welcome `json:"welcomes,omitempty"`
-	// GroupInfo, with a commit, replaces the group's published GroupInfo.
-	GroupInfo []byte `json:"group_info,omitempty"`
 	// ExpiresAt, for a disappearing message, is when the server must have
 	// deleted it (send time + timer + DeliveryGrace at the latest).
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
@@ -244,8 +262,11 @@ type ProvisionChannel struct {
 }
 
 // ProvisionBox is the content of a mailbox of a linking channel: "new"
-// (written by the new device) or "old" (written by the existing device).
-// Data is sealed with a key derived from the code's secret.
+// (written by the new device, unauthenticated: the channel id is the
+// capability) or "old" (written by the device that opened the channel,
+// authenticated). Data is sealed with a key derived from the code's
+// secret. Each box is written once; reading a box that is not yet written
+// returns it with no Data.
 type ProvisionBox struct {
 	Box  string `json:"box"` // "new" or "old"
 	Data []byte `json:"data"`
@@ -319,6 +340,8 @@ const (
 	CodeUnauthorized  Code = "unauthorized"        // 401: missing or wrong device credentials
 	CodeForbidden     Code = "forbidden"           // 403: not allowed (e.g. not on the group's roster)
 	CodeNotFound      Code = "not_found"           // 404
+	CodeMethod        Code = "method_not_allowed"  // 405
+	CodeConflict      Code = "conflict"            // 409: e.g. a provisioning box already written
 	CodeUsernameTaken Code = "username_taken"      // 409
 	CodeGroupExists   Code = "group_exists"        // 409
 	CodeEpochConflict Code = "epoch_conflict"      // 409: another commit won this epoch; catch up and retry

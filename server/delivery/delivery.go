@@ -1,0 +1,357 @@
+// Package delivery is the heart of the delivery service: it accepts
+// messages into groups' logs, routes Welcomes to devices' inboxes, hands
+// each device what is pending after its cursors, and wakes the connections
+// that push to online devices.
+//
+// # Ordering and storage
+//
+// Each group has one log, stored once for all its devices, with a cursor
+// per device (see store.Groups). The store assigns sequence numbers, so the
+// order of a group's log is the order in which the store committed its
+// messages, on any number of server nodes. Commits are sequenced too, and
+// exactly one commit is accepted per epoch: the others get an
+// *store.EpochConflictError, which the API turns into CodeEpochConflict
+// with the current epoch. The routing roster (who receives the log) is
+// replaced by each accepted commit's Send.Roster.
+//
+// # Waking connections
+//
+// After a message is durable, Send publishes a wake-up on the notify.Bus
+// for each device on the group's roster. A Feed (one per open push
+// connection) re-reads the store when woken, and also every PollInterval,
+// so that a lost notification delays a push but never loses a message.
+// A Feed keeps at most Window unacknowledged messages in flight: once that
+// many are pushed it waits for an acknowledgement before reading more.
+//
+// # Security considerations
+//
+// The service never sees keys. It checks with mls.UnmarshalMLSMessage that
+// a payload is a well-formed MLS message of the declared kind, group and
+// epoch, which needs none. It never logs payloads.
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/server/metrics"
+	"github.com/hush-chat/hush/server/notify"
+	"github.com/hush-chat/hush/store"
+)
+
+// Notification subjects and payloads. A device's subject carries one-byte
+// notifications, or a typing signal: 't' followed by a JSON proto.Typing.
+const (
+	subjectRoster = "hush.roster" // payload: the group id whose roster changed
+	devicePrefix  = "hush.dev."
+
+	noteMessage = 'm' // something new may be pending
+	noteAck     = 'a' // the device acknowledged something
+	noteRevoked = 'r' // the device was revoked: close its connections
+	noteTyping  = 't'
+)
+
+var (
+	wakeMessage = []byte{noteMessage}
+	wakeAck     = []byte{noteAck}
+	wakeRevoked = []byte{noteRevoked}
+)
+
+func deviceSubject(d store.DeviceID) string { return devicePrefix + d.String() }
+
+// Options configure a Service.
+type Options struct {
+	// Retention bounds how far in the future a disappearing message may
+	// expire (and is how long the store keeps undelivered messages).
+	Retention time.Duration
+	// PollInterval is how often a Feed re-reads the store without being
+	// woken. Default 30s.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
+}
+
+// Service is the delivery service. It is safe for concurrent use.
+type Service struct {
+	store     store.Store
+	bus       notify.Bus
+	log       *slog.Logger
+	m         *metrics.Metrics
+	retention time.Duration
+	poll      time.Duration
+	rosters   rosterCache
+	unsub     func()
+}
+
+// New returns a Service over st and bus, subscribed to roster changes.
+func New(st store.Store, bus notify.Bus, o Options) (*Service, error) {
+	if o.Retention <= 0 {
+		o.Retention = proto.DefaultRetention
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 30 * time.Second
+	}
+	s := &Service{
+		store: st, bus: bus, log: o.Logger, m: o.Metrics,
+		retention: o.Retention, poll: o.PollInterval,
+		rosters: rosterCache{m: make(map[string]*roster)},
+	}
+	unsub, err := bus.Subscribe(subjectRoster, func(group []byte) { s.rosters.drop(string(group)) })
+	if err != nil {
+		return nil, err
+	}
+	s.unsub = unsub
+	return s, nil
+}
+
+// Close ends the Service's subscriptions.
+func (s *Service) Close() { s.unsub() }
+
+// CreateGroup registers a new group at epoch 0 with creator as its only
+// device.
+func (s *Service) CreateGroup(ctx context.Context, creator store.DeviceID, group store.GroupID) error {
+	if err := CheckGroupID(group); err != nil {
+		return err
+	}
+	return s.store.CreateGroup(ctx, group, creator, 0, nil)
+}
+
+// Send accepts a message from sender into group: an application message
+// or a proposal is appended to the log; a commit is appended only if it is
+// for the group's current epoch, and then replaces the roster and delivers
+// its Welcomes. Retries with the same ClientMsgID return the first result.
+//
+// Errors are a *proto.Error for a malformed request, or the store's
+// (store.ErrNotMember, store.ErrNotFound, *store.EpochConflictError, ...).
+func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (proto.Sent, error) {
+	members, err := checkSend(group, req, time.Now(), s.retention)
+	if err != nil {
+		return proto.Sent{}, err
+	}
+	m := store.Message{
+		GroupID: group, Sender: sender, ClientMsgID: req.ClientMsgID,
+		Kind: storeKind(req.Kind), Epoch: req.Epoch, Payload: req.Payload, ExpiresAt: req.ExpiresAt,
+	}
+	var a store.Appended
+	if req.Kind != proto.KindCommit {
+		if a, err = s.store.AppendMessage(ctx, m); err != nil {
+			return proto.Sent{}, err
+		}
+		if !a.Duplicate {
+			s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
+			s.wakeGroup(ctx, group, sender)
+		}
+		return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
+	}
+
+	if a, err = s.store.AppendCommit(ctx, m, req.Epoch, members); err != nil {
+		return proto.Sent{}, err
+	}
+	if !a.Duplicate {
+		s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
+		// Other nodes drop their copy; this one knows the new roster.
+		if err := s.bus.Publish(subjectRoster, group); err != nil {
+			s.log.Warn("publish roster change", "err", err)
+		}
+		s.rosters.set(group, newRoster(dedupe(members)))
+	}
+	// The commit is final; its Welcomes are delivered at least once: a
+	// retried commit (Duplicate) delivers them again, in case the first
+	// attempt stopped between the commit and its Welcomes.
+	if err := s.deliverWelcomes(ctx, sender, group, req); err != nil {
+		return proto.Sent{}, err
+	}
+	if !a.Duplicate {
+		s.wakeGroup(ctx, group, sender)
+	}
+	return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
+}
+
+func (s *Service) deliverWelcomes(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) error {
+	for _, w := range req.Welcomes {
+		for _, id := range w.DeviceIDs {
+			to, _ := store.ParseDeviceID(id) // checked by checkSend
+			a, err := s.store.AppendDirect(ctx, store.Direct{
+				To: to, Sender: sender, ClientMsgID: req.ClientMsgID, GroupID: group,
+				Kind: store.KindWelcome, Payload: w.Payload, ExpiresAt: req.ExpiresAt,
+			})
+			if errors.Is(err, store.ErrNotFound) {
+				continue // revoked since: it can do nothing with a Welcome
+			}
+			if err != nil {
+				return err
+			}
+			if !a.Duplicate {
+				s.m.Accepted.WithLabelValues(string(proto.KindWelcome)).Inc()
+			}
+			s.publish(deviceSubject(to), wakeMessage)
+		}
+	}
+	return nil
+}
+
+// wakeGroup tells every device on the group's roster but the sender that
+// something new is pending.
+func (s *Service) wakeGroup(ctx context.Context, group store.GroupID, sender store.DeviceID) {
+	r, err := s.rosters.get(ctx, s.store, group)
+	if err != nil {
+		// The message is stored; the devices will find it at their next
+		// poll or reconnect.
+		s.log.Warn("wake group: read roster", "group", group, "err", err)
+		return
+	}
+	for i, d := range r.devices {
+		if d != sender {
+			s.publish(r.subjects[i], wakeMessage)
+		}
+	}
+}
+
+func (s *Service) publish(subject string, data []byte) {
+	if err := s.bus.Publish(subject, data); err != nil {
+		s.log.Warn("publish notification", "err", err)
+	}
+}
+
+// Typing relays an ephemeral signal from sender to the group's other
+// devices that are online now. Nothing is stored. store.ErrNotMember if
+// the sender is not on the roster.
+func (s *Service) Typing(ctx context.Context, sender store.DeviceID, t *proto.Typing) error {
+	if err := CheckGroupID(t.GroupID); err != nil {
+		return err
+	}
+	switch {
+	case len(t.Payload) == 0:
+		return badRequest("typing payload is missing")
+	case len(t.Payload) > proto.MaxTypingBytes:
+		return tooLarge("typing payload is larger than %d bytes", proto.MaxTypingBytes)
+	}
+	r, err := s.rosters.get(ctx, s.store, t.GroupID)
+	if err != nil {
+		return err
+	}
+	if !r.has(sender) {
+		return store.ErrNotMember
+	}
+	b, err := json.Marshal(proto.Typing{GroupID: t.GroupID, Payload: t.Payload, Sender: sender.String()})
+	if err != nil {
+		return err
+	}
+	data := append([]byte{noteTyping}, b...)
+	for i, d := range r.devices {
+		if d != sender {
+			s.publish(r.subjects[i], data)
+		}
+	}
+	return nil
+}
+
+// Fetch returns up to limit pending messages of the device (at most
+// proto.MaxFetch): its inbox first, then its groups' logs after its
+// cursors.
+func (s *Service) Fetch(ctx context.Context, dev store.DeviceID, limit int) (proto.Messages, error) {
+	if limit <= 0 || limit > proto.MaxFetch {
+		limit = proto.MaxFetch
+	}
+	p, err := s.store.Fetch(ctx, dev, limit+1)
+	if err != nil {
+		return proto.Messages{}, err
+	}
+	out := proto.Messages{Messages: make([]proto.Envelope, 0, min(limit, len(p.Direct)+len(p.Messages)))}
+	for i := range p.Direct {
+		out.Messages = append(out.Messages, directEnvelope(&p.Direct[i]))
+	}
+	for i := range p.Messages {
+		out.Messages = append(out.Messages, messageEnvelope(&p.Messages[i]))
+	}
+	if len(out.Messages) > limit {
+		out.Messages, out.More = out.Messages[:limit], true
+	}
+	s.m.Deliveries.WithLabelValues("fetch").Add(float64(len(out.Messages)))
+	return out, nil
+}
+
+// Ack moves the device's cursors forward. Items are applied in order; on
+// an error, the earlier ones stay applied (acks are idempotent).
+func (s *Service) Ack(ctx context.Context, dev store.DeviceID, acks []proto.AckItem) error {
+	switch {
+	case len(acks) == 0:
+		return badRequest("acks is empty")
+	case len(acks) > proto.MaxAcks:
+		return tooLarge("more than %d acks", proto.MaxAcks)
+	}
+	for i, a := range acks {
+		if a.Inbox == (len(a.GroupID) > 0) {
+			return badRequest("acks[%d] needs either group_id or inbox", i)
+		}
+		if !a.Inbox {
+			if err := CheckGroupID(a.GroupID); err != nil {
+				return err
+			}
+		}
+	}
+	defer s.publish(deviceSubject(dev), wakeAck)
+	for _, a := range acks {
+		var err error
+		if a.Inbox {
+			err = s.store.AckDirect(ctx, dev, a.Seq)
+		} else {
+			err = s.store.Ack(ctx, dev, a.GroupID, a.Seq)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Revoke revokes a device and closes its push connections on every node.
+func (s *Service) Revoke(ctx context.Context, dev store.DeviceID) error {
+	if err := s.store.RevokeDevice(ctx, dev); err != nil {
+		return err
+	}
+	s.publish(deviceSubject(dev), wakeRevoked)
+	return nil
+}
+
+func storeKind(k proto.Kind) store.Kind {
+	switch k {
+	case proto.KindApplication:
+		return store.KindApplication
+	case proto.KindProposal:
+		return store.KindProposal
+	case proto.KindCommit:
+		return store.KindCommit
+	}
+	return store.KindWelcome
+}
+
+func protoKind(k store.Kind) proto.Kind {
+	switch k {
+	case store.KindApplication:
+		return proto.KindApplication
+	case store.KindProposal:
+		return proto.KindProposal
+	case store.KindCommit:
+		return proto.KindCommit
+	}
+	return proto.KindWelcome
+}
+
+func messageEnvelope(m *store.Message) proto.Envelope {
+	return proto.Envelope{
+		GroupID: m.GroupID, Seq: m.Seq, Sender: m.Sender.String(), Kind: protoKind(m.Kind),
+		Epoch: m.Epoch, Payload: m.Payload, Time: m.SentAt, Expires: m.ExpiresAt,
+	}
+}
+
+func directEnvelope(d *store.Direct) proto.Envelope {
+	return proto.Envelope{
+		GroupID: d.GroupID, Seq: d.Seq, Inbox: true, Sender: d.Sender.String(), Kind: protoKind(d.Kind),
+		Payload: d.Payload, Time: d.SentAt, Expires: d.ExpiresAt,
+	}
+}

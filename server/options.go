@@ -1,0 +1,90 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/hush-chat/hush/proto"
+)
+
+// Options configure a Server. The zero value is a usable default: SQLite
+// under ./data, the in-process bus, plain HTTP on 127.0.0.1:8080. Configure
+// fills it from flags, environment variables and a config file.
+type Options struct {
+	// Addr is the address to listen on, host:port. Default 127.0.0.1:8080.
+	Addr string
+	// DataDir holds the SQLite database and the attachment blobs. Default
+	// ./data.
+	DataDir string
+	// Store selects the store: "" or "sqlite" for SQLite under DataDir,
+	// "sqlite:PATH" for another SQLite file, or a PostgreSQL URL
+	// (postgres://… or postgresql://…).
+	Store string
+	// Bus selects the notification bus: "" or "local" for the in-process
+	// bus (one node), or a NATS URL (nats://…) shared by every node.
+	Bus string
+
+	// TLSCert and TLSKey are PEM files; with both set the server speaks
+	// HTTPS only. The key file must not be readable by group or others.
+	TLSCert, TLSKey string
+	// InsecurePublic allows plain HTTP on a non-loopback address (behind a
+	// TLS-terminating proxy, say). Without it such a configuration is
+	// refused.
+	InsecurePublic bool
+
+	// Retention is how long undelivered messages and blobs are kept.
+	// Default proto.DefaultRetention (30 days).
+	Retention time.Duration
+	// PurgeInterval is how often expired messages and blobs are deleted.
+	// Default one hour.
+	PurgeInterval time.Duration
+	// ShutdownTimeout bounds a graceful shutdown. Default 30 seconds.
+	ShutdownTimeout time.Duration
+
+	// DeviceRate (per second) and DeviceBurst limit each device's requests
+	// and WebSocket frames; IPRate and IPBurst limit unauthenticated
+	// requests per client address. Zero means the proto default; a
+	// negative rate disables the limit.
+	DeviceRate  float64
+	DeviceBurst int
+	IPRate      float64
+	IPBurst     int
+
+	// Logger receives the server's structured logs. If nil, one is made
+	// from LogLevel ("debug", "info", "warn", "error"; default "info") and
+	// LogFormat ("text" or "json"; default "text"), writing to stderr.
+	Logger    *slog.Logger
+	LogLevel  string
+	LogFormat string
+}
+
+func (o Options) withDefaults() Options {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:8080"
+	}
+	if o.DataDir == "" {
+		o.DataDir = "data"
+	}
+	if o.Retention <= 0 {
+		o.Retention = proto.DefaultRetention
+	}
+	if o.PurgeInterval <= 0 {
+		o.PurgeInterval = time.Hour
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.DeviceRate == 0 {
+		o.DeviceRate = proto.RateLimitPerSecond
+	}
+	if o.DeviceBurst <= 0 {
+		o.DeviceBurst = proto.RateLimitBurst
+	}
+	if o.IPRate == 0 {
+		o.IPRate = proto.IPRateLimitPerSecond
+	}
+	if o.IPBurst <= 0 {
+		o.IPBurst = proto.IPRateLimitBurst
+	}
+	return o
+}

@@ -1,0 +1,343 @@
+// Package server is Hush's delivery service, run by `hush serve`: a
+// Server relays and stores MLS ciphertext between devices, over the
+// versioned HTTP and WebSocket protocol of package proto (docs/PROTOCOL.md).
+//
+// New opens everything a Server needs from one Options struct: the store
+// (SQLite under the data directory by default, or PostgreSQL), the blob
+// directory, the notification bus (in-process by default, or NATS for
+// several nodes) and the listener. Run serves until its context ends and
+// then shuts down gracefully.
+//
+// The work is split by concern into sub-packages:
+//
+//   - auth: device credentials (hashed secrets, constant-time checks);
+//   - keys: the KeyPackage directory;
+//   - delivery: group logs, commits and rosters, inboxes, push feeds;
+//   - blobs: encrypted attachments;
+//   - provision: device-linking mailboxes;
+//   - notify: the wake-up bus between connection holders and nodes;
+//   - metrics: Prometheus metrics and the timed store;
+//   - httpapi: routing, limits, errors and the WebSocket sessions.
+//
+// # Graceful shutdown
+//
+// When Run's context ends, the server stops accepting connections, makes
+// new requests on open ones fail with CodeUnavailable, lets the requests
+// under way finish, closes each WebSocket with StatusGoingAway after the
+// frame it is handling, and then closes the store, which commits the
+// writes still batched. A message whose send was answered is durable; one
+// whose send was not answered may or may not be, and the client's retry
+// with the same client message id stores it exactly once.
+//
+// # Security considerations
+//
+// The server never holds a key that protects content, and needs none: see
+// docs/THREAT-MODEL.md for what it learns and what a malicious server could
+// still attempt. Plain HTTP is served only on loopback addresses unless
+// InsecurePublic is set. Logs never contain tokens, secrets or payloads.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/server/auth"
+	"github.com/hush-chat/hush/server/blobs"
+	"github.com/hush-chat/hush/server/delivery"
+	"github.com/hush-chat/hush/server/httpapi"
+	"github.com/hush-chat/hush/server/keys"
+	"github.com/hush-chat/hush/server/metrics"
+	"github.com/hush-chat/hush/server/notify"
+	"github.com/hush-chat/hush/server/provision"
+	"github.com/hush-chat/hush/store"
+	"github.com/hush-chat/hush/store/postgres"
+	"github.com/hush-chat/hush/store/sqlite"
+)
+
+// Server is the delivery service.
+type Server struct {
+	opts      Options
+	log       *slog.Logger
+	store     store.Store
+	bus       notify.Bus
+	metrics   *metrics.Metrics
+	delivery  *delivery.Service
+	blobs     *blobs.Service
+	provision *provision.Channels
+	api       *httpapi.API
+	http      *http.Server
+	ln        net.Listener
+	tls       bool
+}
+
+// New opens the store, the bus and the listener described by o.
+func New(ctx context.Context, o Options) (s *Server, err error) {
+	o = o.withDefaults()
+	log := o.Logger
+	if log == nil {
+		if log, err = newLogger(o.LogLevel, o.LogFormat); err != nil {
+			return nil, err
+		}
+	}
+	s = &Server{opts: o, log: log, metrics: metrics.New()}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	tlsConfig, err := loadTLS(o.TLSCert, o.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	s.tls = tlsConfig != nil
+	public, err := isPublic(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if public && !s.tls {
+		if !o.InsecurePublic {
+			return nil, fmt.Errorf("server: refusing plain HTTP on non-loopback address %s: give --tls-cert and --tls-key, or --insecure-public behind a TLS proxy", o.Addr)
+		}
+		log.Warn("serving plain HTTP on a non-loopback address (--insecure-public): credentials and metadata travel unencrypted unless a proxy adds TLS", "addr", o.Addr)
+	}
+
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	raw, err := openStore(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, raw.Close)
+	s.store = s.metrics.InstrumentStore(raw)
+	dir, err := store.OpenBlobDir(filepath.Join(o.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	if s.bus, err = openBus(o.Bus, log); err != nil {
+		return nil, err
+	}
+	closers = append(closers, s.bus.Close)
+	s.delivery, err = delivery.New(s.store, s.bus, delivery.Options{
+		Retention: o.Retention, Logger: log, Metrics: s.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() error { s.delivery.Close(); return nil })
+	s.blobs = blobs.New(s.store, dir)
+	s.provision = provision.New(proto.ProvisionTTL)
+	s.api = httpapi.New(httpapi.Config{
+		Store:     s.store,
+		Auth:      auth.New(s.store),
+		Delivery:  s.delivery,
+		Keys:      keys.New(s.store),
+		Blobs:     s.blobs,
+		Provision: s.provision,
+		Metrics:   s.metrics,
+		Logger:    log,
+		Limits: httpapi.Limits{
+			DeviceRate: max(o.DeviceRate, 0), DeviceBurst: o.DeviceBurst,
+			IPRate: max(o.IPRate, 0), IPBurst: o.IPBurst,
+		},
+	})
+	closers = append(closers, func() error { s.api.Close(); return nil })
+
+	if s.ln, err = net.Listen("tcp", o.Addr); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if s.tls {
+		s.ln = tls.NewListener(s.ln, tlsConfig)
+	}
+	s.http = &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// URL is the server's base URL, http://… or https://….
+func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.ln.Addr().String()
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Run serves until ctx ends, then shuts down gracefully (see the package
+// doc) and releases everything New opened. It returns nil after a clean
+// shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("hush serving", "url", s.URL(), "version", proto.Version)
+	served := make(chan error, 1)
+	go func() { served <- s.http.Serve(s.ln) }()
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.housekeeping(bg) })
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	s.api.Drain()
+	shut := make(chan error, 1)
+	go func() { shut <- s.http.Shutdown(sctx) }()
+	errs := []error{s.api.CloseSessions(sctx), <-shut}
+	stopBG()
+	wg.Wait()
+	s.api.Close()
+	s.delivery.Close()
+	errs = append(errs, s.bus.Close(), s.store.Close())
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		errs = append(errs, serveErr)
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		s.log.Error("shutdown", "err", err)
+	} else {
+		s.log.Info("stopped")
+	}
+	return err
+}
+
+// housekeeping purges expired data every PurgeInterval (and once at
+// start) and sweeps expired linking channels every minute.
+func (s *Server) housekeeping(ctx context.Context) {
+	s.purge(ctx)
+	purge := time.NewTicker(s.opts.PurgeInterval)
+	defer purge.Stop()
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-purge.C:
+			s.purge(ctx)
+		case <-sweep.C:
+			s.provision.Sweep()
+		}
+	}
+}
+
+// purge deletes what has expired or outlived the retention period, and
+// the bytes of the purged blobs.
+func (s *Server) purge(ctx context.Context) {
+	r, err := s.store.Purge(ctx, time.Now(), s.opts.Retention)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("purge", "err", err)
+		}
+		return
+	}
+	if err := s.blobs.Delete(r.Blobs); err != nil {
+		s.log.Error("purge blobs", "err", err)
+	}
+	s.metrics.Purged.WithLabelValues("messages").Add(float64(r.Messages))
+	s.metrics.Purged.WithLabelValues("direct").Add(float64(r.Direct))
+	s.metrics.Purged.WithLabelValues("blobs").Add(float64(len(r.Blobs)))
+	if r.Messages+r.Direct > 0 || len(r.Blobs) > 0 {
+		s.log.Info("purged", "messages", r.Messages, "direct", r.Direct, "blobs", len(r.Blobs))
+	}
+}
+
+func openStore(ctx context.Context, o Options) (store.Store, error) {
+	switch spec := o.Store; {
+	case spec == "" || spec == "sqlite":
+		return sqlite.Open(ctx, filepath.Join(o.DataDir, "hush.db"))
+	case strings.HasPrefix(spec, "sqlite:"):
+		return sqlite.Open(ctx, strings.TrimPrefix(spec, "sqlite:"))
+	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+		return postgres.Open(ctx, spec)
+	}
+	return nil, errors.New("server: --store must be sqlite, sqlite:PATH or a postgres:// URL")
+}
+
+func openBus(spec string, log *slog.Logger) (notify.Bus, error) {
+	switch {
+	case spec == "" || spec == "local":
+		return notify.NewLocal(), nil
+	case strings.HasPrefix(spec, "nats://"), strings.HasPrefix(spec, "tls://"):
+		return notify.DialNATS(spec, log)
+	}
+	return nil, errors.New("server: --bus must be local or a nats:// URL")
+}
+
+// loadTLS loads the certificate and key, refusing a key file that others
+// can read. Both empty means no TLS.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("server: --tls-cert and --tls-key go together")
+	}
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("server: TLS key %s is accessible to group or others (mode %04o); chmod 600 it", keyFile, fi.Mode().Perm())
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// isPublic reports whether addr listens beyond the loopback interface.
+func isPublic(addr string) (bool, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false, fmt.Errorf("server: address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return false, nil
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback(), nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if level != "" {
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("server: log level %q: want debug, info, warn or error", level)
+		}
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("server: log format %q: want text or json", format)
+}
