@@ -283,6 +283,7 @@ type Frame struct {
 	Message *Envelope  `json:"message,omitempty"`
 	Ack     *Ack       `json:"ack,omitempty"`
 	Typing  *Typing    `json:"typing,omitempty"`
+	Call    *Call      `json:"call,omitempty"`
 	Error   *Error     `json:"error,omitempty"`
 }
 
@@ -294,6 +295,7 @@ const (
 	FrameMessage = "message" // server → client: a new message
 	FrameAck     = "ack"     // client → server
 	FrameTyping  = "typing"  // client → server → online group members; never stored
+	FrameCall    = "call"    // both ways: call signalling for the SFU (see Call)
 	FrameError   = "error"   // server → client, answers a request
 	FramePing    = "ping"
 	FramePong    = "pong"
