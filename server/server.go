@@ -4,8 +4,8 @@
 //
 // New opens everything a Server needs from one Options struct: the store
 // (SQLite under the data directory by default, or PostgreSQL), the blob
-// directory, the notification bus (in-process by default, or NATS for
-// several nodes) and the listener. Run serves until its context ends and
+// directory, the notification bus (package bus: in-process by default, or
+// NATS for several nodes) and the listener. Run serves until its context ends and
 // then shuts down gracefully.
 //
 // The work is split by concern into sub-packages:
@@ -15,7 +15,6 @@
 //   - delivery: group logs, commits and rosters, inboxes, push feeds;
 //   - blobs: encrypted attachments;
 //   - provision: device-linking mailboxes;
-//   - notify: the wake-up bus between connection holders and nodes;
 //   - metrics: Prometheus metrics and the timed store;
 //   - httpapi: routing, limits, errors and the WebSocket sessions.
 //
@@ -51,6 +50,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hush-chat/hush/bus"
+	"github.com/hush-chat/hush/bus/natsbus"
 	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/server/auth"
 	"github.com/hush-chat/hush/server/blobs"
@@ -58,7 +59,6 @@ import (
 	"github.com/hush-chat/hush/server/httpapi"
 	"github.com/hush-chat/hush/server/keys"
 	"github.com/hush-chat/hush/server/metrics"
-	"github.com/hush-chat/hush/server/notify"
 	"github.com/hush-chat/hush/server/provision"
 	"github.com/hush-chat/hush/store"
 	"github.com/hush-chat/hush/store/postgres"
@@ -70,7 +70,7 @@ type Server struct {
 	opts      Options
 	log       *slog.Logger
 	store     store.Store
-	bus       notify.Bus
+	bus       bus.Bus
 	metrics   *metrics.Metrics
 	delivery  *delivery.Service
 	blobs     *blobs.Service
@@ -129,17 +129,19 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.bus, err = openBus(o.Bus, log); err != nil {
+	// Notifications lost while the NATS connection was down: re-read the
+	// store for every connected device.
+	rescan := func() {
+		log.Info("bus reconnected; rescanning connected devices")
+		s.delivery.Rescan()
+	}
+	if s.bus, err = openBus(o.Bus, rescan); err != nil {
 		return nil, err
 	}
 	closers = append(closers, s.bus.Close)
-	s.delivery, err = delivery.New(s.store, s.bus, delivery.Options{
+	s.delivery = delivery.New(s.store, s.bus, delivery.Options{
 		Retention: o.Retention, Logger: log, Metrics: s.metrics,
 	})
-	if err != nil {
-		return nil, err
-	}
-	closers = append(closers, func() error { s.delivery.Close(); return nil })
 	s.blobs = blobs.New(s.store, dir)
 	s.provision = provision.New(proto.ProvisionTTL)
 	s.api = httpapi.New(httpapi.Config{
@@ -212,7 +214,6 @@ func (s *Server) Run(ctx context.Context) error {
 	stopBG()
 	wg.Wait()
 	s.api.Close()
-	s.delivery.Close()
 	errs = append(errs, s.bus.Close(), s.store.Close())
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		errs = append(errs, serveErr)
@@ -279,12 +280,12 @@ func openStore(ctx context.Context, o Options) (store.Store, error) {
 	return nil, errors.New("server: --store must be sqlite, sqlite:PATH or a postgres:// URL")
 }
 
-func openBus(spec string, log *slog.Logger) (notify.Bus, error) {
+func openBus(spec string, onReconnect func()) (bus.Bus, error) {
 	switch {
 	case spec == "" || spec == "local":
-		return notify.NewLocal(), nil
+		return bus.NewLocal(), nil
 	case strings.HasPrefix(spec, "nats://"), strings.HasPrefix(spec, "tls://"):
-		return notify.DialNATS(spec, log)
+		return natsbus.Connect(natsbus.Config{URL: spec, Name: "hush serve", OnReconnect: onReconnect})
 	}
 	return nil, errors.New("server: --bus must be local or a nats:// URL")
 }

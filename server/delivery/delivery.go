@@ -16,12 +16,17 @@
 //
 // # Waking connections
 //
-// After a message is durable, Send publishes a wake-up on the notify.Bus
-// for each device on the group's roster. A Feed (one per open push
-// connection) re-reads the store when woken, and also every PollInterval,
-// so that a lost notification delays a push but never loses a message.
-// A Feed keeps at most Window unacknowledged messages in flight: once that
-// many are pushed it waits for an acknowledgement before reading more.
+// After a message is durable, Send publishes a bus.Event for each device
+// on the group's roster (bus.Local in one process, natsbus across nodes).
+// A Feed (one per open push connection) re-reads the store when woken,
+// when the bus reconnects, and every PollInterval, so that a lost
+// notification delays a push but never loses a message. A Feed keeps at
+// most Window unacknowledged messages in flight: once that many are
+// pushed it waits for an acknowledgement before reading more.
+//
+// Typing signals, acknowledgements and revocations reach the Feeds of this
+// node directly, through the Service's hub; a revoked device's connections
+// on other nodes close at their next poll.
 //
 // # Security considerations
 //
@@ -32,36 +37,15 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
 
+	"github.com/hush-chat/hush/bus"
 	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/server/metrics"
-	"github.com/hush-chat/hush/server/notify"
 	"github.com/hush-chat/hush/store"
 )
-
-// Notification subjects and payloads. A device's subject carries one-byte
-// notifications, or a typing signal: 't' followed by a JSON proto.Typing.
-const (
-	subjectRoster = "hush.roster" // payload: the group id whose roster changed
-	devicePrefix  = "hush.dev."
-
-	noteMessage = 'm' // something new may be pending
-	noteAck     = 'a' // the device acknowledged something
-	noteRevoked = 'r' // the device was revoked: close its connections
-	noteTyping  = 't'
-)
-
-var (
-	wakeMessage = []byte{noteMessage}
-	wakeAck     = []byte{noteAck}
-	wakeRevoked = []byte{noteRevoked}
-)
-
-func deviceSubject(d store.DeviceID) string { return devicePrefix + d.String() }
 
 // Options configure a Service.
 type Options struct {
@@ -78,38 +62,34 @@ type Options struct {
 // Service is the delivery service. It is safe for concurrent use.
 type Service struct {
 	store     store.Store
-	bus       notify.Bus
+	bus       bus.Bus
 	log       *slog.Logger
 	m         *metrics.Metrics
 	retention time.Duration
 	poll      time.Duration
 	rosters   rosterCache
-	unsub     func()
+	hub       hub
 }
 
-// New returns a Service over st and bus, subscribed to roster changes.
-func New(st store.Store, bus notify.Bus, o Options) (*Service, error) {
+// New returns a Service over st and b.
+func New(st store.Store, b bus.Bus, o Options) *Service {
 	if o.Retention <= 0 {
 		o.Retention = proto.DefaultRetention
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 30 * time.Second
 	}
-	s := &Service{
-		store: st, bus: bus, log: o.Logger, m: o.Metrics,
+	return &Service{
+		store: st, bus: b, log: o.Logger, m: o.Metrics,
 		retention: o.Retention, poll: o.PollInterval,
 		rosters: rosterCache{m: make(map[string]*roster)},
+		hub:     hub{m: make(map[store.DeviceID]map[*Feed]struct{})},
 	}
-	unsub, err := bus.Subscribe(subjectRoster, func(group []byte) { s.rosters.drop(string(group)) })
-	if err != nil {
-		return nil, err
-	}
-	s.unsub = unsub
-	return s, nil
 }
 
-// Close ends the Service's subscriptions.
-func (s *Service) Close() { s.unsub() }
+// Rescan wakes every Feed of this node, for when notifications may have
+// been lost (the bus reconnected).
+func (s *Service) Rescan() { s.hub.all(func(f *Feed) { f.signal() }) }
 
 // CreateGroup registers a new group at epoch 0 with creator as its only
 // device.
@@ -143,7 +123,7 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 		}
 		if !a.Duplicate {
 			s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
-			s.wakeGroup(ctx, group, sender)
+			s.wakeGroup(ctx, group, sender, a.Seq)
 		}
 		return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
 	}
@@ -153,10 +133,6 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 	}
 	if !a.Duplicate {
 		s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
-		// Other nodes drop their copy; this one knows the new roster.
-		if err := s.bus.Publish(subjectRoster, group); err != nil {
-			s.log.Warn("publish roster change", "err", err)
-		}
 		s.rosters.set(group, newRoster(dedupe(members)))
 	}
 	// The commit is final; its Welcomes are delivered at least once: a
@@ -166,7 +142,7 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 		return proto.Sent{}, err
 	}
 	if !a.Duplicate {
-		s.wakeGroup(ctx, group, sender)
+		s.wakeGroup(ctx, group, sender, a.Seq)
 	}
 	return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
 }
@@ -188,15 +164,15 @@ func (s *Service) deliverWelcomes(ctx context.Context, sender store.DeviceID, gr
 			if !a.Duplicate {
 				s.m.Accepted.WithLabelValues(string(proto.KindWelcome)).Inc()
 			}
-			s.publish(deviceSubject(to), wakeMessage)
+			s.publish(ctx, to, bus.Event{Kind: bus.KindDirect, Seq: a.Seq})
 		}
 	}
 	return nil
 }
 
 // wakeGroup tells every device on the group's roster but the sender that
-// something new is pending.
-func (s *Service) wakeGroup(ctx context.Context, group store.GroupID, sender store.DeviceID) {
+// the log has grown to seq.
+func (s *Service) wakeGroup(ctx context.Context, group store.GroupID, sender store.DeviceID, seq uint64) {
 	r, err := s.rosters.get(ctx, s.store, group)
 	if err != nil {
 		// The message is stored; the devices will find it at their next
@@ -204,22 +180,23 @@ func (s *Service) wakeGroup(ctx context.Context, group store.GroupID, sender sto
 		s.log.Warn("wake group: read roster", "group", group, "err", err)
 		return
 	}
-	for i, d := range r.devices {
+	ev := bus.Event{Kind: bus.KindGroup, Group: group, Seq: seq}
+	for _, d := range r.devices {
 		if d != sender {
-			s.publish(r.subjects[i], wakeMessage)
+			s.publish(ctx, d, ev)
 		}
 	}
 }
 
-func (s *Service) publish(subject string, data []byte) {
-	if err := s.bus.Publish(subject, data); err != nil {
+func (s *Service) publish(ctx context.Context, dev store.DeviceID, ev bus.Event) {
+	if err := s.bus.Publish(ctx, dev, ev); err != nil && ctx.Err() == nil {
 		s.log.Warn("publish notification", "err", err)
 	}
 }
 
 // Typing relays an ephemeral signal from sender to the group's other
-// devices that are online now. Nothing is stored. store.ErrNotMember if
-// the sender is not on the roster.
+// devices that are connected to this node now. Nothing is stored.
+// store.ErrNotMember if the sender is not on the roster.
 func (s *Service) Typing(ctx context.Context, sender store.DeviceID, t *proto.Typing) error {
 	if err := CheckGroupID(t.GroupID); err != nil {
 		return err
@@ -237,14 +214,10 @@ func (s *Service) Typing(ctx context.Context, sender store.DeviceID, t *proto.Ty
 	if !r.has(sender) {
 		return store.ErrNotMember
 	}
-	b, err := json.Marshal(proto.Typing{GroupID: t.GroupID, Payload: t.Payload, Sender: sender.String()})
-	if err != nil {
-		return err
-	}
-	data := append([]byte{noteTyping}, b...)
-	for i, d := range r.devices {
+	relay := proto.Typing{GroupID: t.GroupID, Payload: t.Payload, Sender: sender.String()}
+	for _, d := range r.devices {
 		if d != sender {
-			s.publish(r.subjects[i], data)
+			s.hub.each(d, func(f *Feed) { f.relayTyping(relay) })
 		}
 	}
 	return nil
@@ -294,7 +267,7 @@ func (s *Service) Ack(ctx context.Context, dev store.DeviceID, acks []proto.AckI
 			}
 		}
 	}
-	defer s.publish(deviceSubject(dev), wakeAck)
+	defer s.hub.each(dev, (*Feed).Acked)
 	for _, a := range acks {
 		var err error
 		if a.Inbox {
@@ -309,12 +282,13 @@ func (s *Service) Ack(ctx context.Context, dev store.DeviceID, acks []proto.AckI
 	return nil
 }
 
-// Revoke revokes a device and closes its push connections on every node.
+// Revoke revokes a device and closes its push connections: at once on
+// this node, at their next poll on others.
 func (s *Service) Revoke(ctx context.Context, dev store.DeviceID) error {
 	if err := s.store.RevokeDevice(ctx, dev); err != nil {
 		return err
 	}
-	s.publish(deviceSubject(dev), wakeRevoked)
+	s.hub.each(dev, (*Feed).revoke)
 	return nil
 }
 

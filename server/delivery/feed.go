@@ -2,11 +2,12 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hush-chat/hush/bus"
 	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/store"
 )
@@ -19,6 +20,9 @@ const Window = proto.MaxFetch
 // before more are dropped (they are ephemeral).
 const typingQueue = 16
 
+// ErrRevoked is returned by Feed.Next once the device has been revoked.
+var ErrRevoked = errors.New("delivery: device revoked")
+
 // A Feed follows one device's pending messages for one push connection:
 // Next returns what is pending and not yet returned, oldest first, and the
 // channels say when to call it again. A Feed is used by one goroutine.
@@ -29,7 +33,7 @@ type Feed struct {
 	wake    chan struct{} // something may be pending
 	typing  chan proto.Typing
 	revoked chan struct{}
-	revoke  sync.Once
+	once    sync.Once
 	acked   atomic.Bool // the device acknowledged something since the last Next
 	unsub   func()
 	ticker  *time.Ticker
@@ -41,7 +45,7 @@ type Feed struct {
 
 // Follow starts a Feed for dev. The first Next returns everything pending
 // after the device's cursors. Close the Feed when the connection ends.
-func (s *Service) Follow(dev store.DeviceID) (*Feed, error) {
+func (s *Service) Follow(ctx context.Context, dev store.DeviceID) (*Feed, error) {
 	f := &Feed{
 		s: s, dev: dev,
 		wake:    make(chan struct{}, 1),
@@ -50,38 +54,15 @@ func (s *Service) Follow(dev store.DeviceID) (*Feed, error) {
 		pushed:  make(map[string]uint64),
 	}
 	f.wake <- struct{}{} // read at once
-	unsub, err := s.bus.Subscribe(deviceSubject(dev), f.note)
+	// Subscribed before the first read, so nothing falls in between.
+	unsub, err := s.bus.Subscribe(ctx, dev, func(bus.Event) { f.signal() })
 	if err != nil {
 		return nil, err
 	}
 	f.unsub = unsub
 	f.ticker = time.NewTicker(s.poll)
+	s.hub.add(f)
 	return f, nil
-}
-
-// note handles a notification for the device. It never blocks.
-func (f *Feed) note(data []byte) {
-	if len(data) == 0 {
-		return
-	}
-	switch data[0] {
-	case noteAck:
-		f.acked.Store(true)
-		f.signal()
-	case noteMessage:
-		f.signal()
-	case noteRevoked:
-		f.revoke.Do(func() { close(f.revoked) })
-	case noteTyping:
-		var t proto.Typing
-		if json.Unmarshal(data[1:], &t) != nil {
-			return
-		}
-		select {
-		case f.typing <- t:
-		default: // the connection is behind: drop the signal
-		}
-	}
 }
 
 func (f *Feed) signal() {
@@ -91,30 +72,49 @@ func (f *Feed) signal() {
 	}
 }
 
+func (f *Feed) relayTyping(t proto.Typing) {
+	select {
+	case f.typing <- t:
+	default: // the connection is behind: drop the signal
+	}
+}
+
+func (f *Feed) revoke() { f.once.Do(func() { close(f.revoked) }) }
+
 // Wake receives when Next may have something new.
 func (f *Feed) Wake() <-chan struct{} { return f.wake }
 
-// Poll receives every PollInterval; Next should be called then as well,
-// in case a notification was lost.
+// Poll receives every PollInterval; call Next with poll set then, in case
+// a notification was lost.
 func (f *Feed) Poll() <-chan time.Time { return f.ticker.C }
 
 // Typing receives typing signals for the device.
 func (f *Feed) Typing() <-chan proto.Typing { return f.typing }
 
-// Revoked is closed when the device is revoked.
+// Revoked is closed when the device is revoked through this node.
 func (f *Feed) Revoked() <-chan struct{} { return f.revoked }
 
-// Acked tells the Feed that the device acknowledged messages through its
-// own connection (acknowledgements made elsewhere arrive by notification).
+// Acked tells the Feed that the device acknowledged messages.
 func (f *Feed) Acked() {
 	f.acked.Store(true)
 	f.signal()
 }
 
 // Next returns the messages pending for the device that this Feed has not
-// returned yet, or nothing while Window messages are unacknowledged. poll
-// forces a read of the store even then.
+// returned yet, or nothing while Window messages are unacknowledged. With
+// poll set it reads the store even then, and checks that the device is
+// still live (ErrRevoked if not), for revocations made through other
+// nodes.
 func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
+	if poll {
+		d, err := f.s.store.Device(ctx, f.dev)
+		if err != nil {
+			return nil, err
+		}
+		if d.Revoked {
+			return nil, ErrRevoked
+		}
+	}
 	if f.acked.Swap(false) || poll {
 		f.stalled = false
 	}
@@ -146,6 +146,7 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
 
 // Close ends the Feed's subscription.
 func (f *Feed) Close() {
+	f.s.hub.remove(f)
 	f.unsub()
 	f.ticker.Stop()
 }

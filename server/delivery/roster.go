@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hush-chat/hush/store"
 )
@@ -13,19 +14,19 @@ import (
 // are dropped and reloaded on their next use.
 const maxCachedRosters = 100_000
 
-// roster is a group's routing roster, with each device's notification
-// subject precomputed.
+// rosterTTL is how long a cached roster is used. A commit accepted by
+// this node replaces its entry at once; one accepted by another node is
+// seen here within rosterTTL.
+const rosterTTL = 2 * time.Second
+
+// roster is a group's routing roster as read at a time.
 type roster struct {
-	devices  []store.DeviceID
-	subjects []string
+	devices []store.DeviceID
+	loaded  time.Time
 }
 
 func newRoster(devices []store.DeviceID) *roster {
-	r := &roster{devices: devices, subjects: make([]string, len(devices))}
-	for i, d := range devices {
-		r.subjects[i] = deviceSubject(d)
-	}
-	return r
+	return &roster{devices: devices, loaded: time.Now()}
 }
 
 func (r *roster) has(d store.DeviceID) bool {
@@ -38,13 +39,13 @@ func (r *roster) has(d store.DeviceID) bool {
 }
 
 // rosterCache keeps groups' rosters in memory so that waking a group's
-// devices costs no store read. The store stays authoritative: senders
-// are checked by the store, and a stale roster only misroutes wake-ups,
-// which the feeds' periodic re-reads make good. Entries are replaced by
-// local commits and dropped on roster notifications from other nodes.
+// devices costs no store read per message. The store stays authoritative:
+// senders are checked by the store, and a stale roster only misroutes
+// wake-ups and typing signals for at most rosterTTL, which the feeds'
+// periodic re-reads make good.
 type rosterCache struct {
 	mu  sync.Mutex
-	gen uint64 // bumped by every invalidation
+	gen uint64 // bumped by every set
 	m   map[string]*roster
 }
 
@@ -52,7 +53,7 @@ func (c *rosterCache) get(ctx context.Context, st store.Store, group store.Group
 	c.mu.Lock()
 	r, gen := c.m[string(group)], c.gen
 	c.mu.Unlock()
-	if r != nil {
+	if r != nil && time.Since(r.loaded) < rosterTTL {
 		return r, nil
 	}
 	g, err := st.Group(ctx, group)
@@ -61,7 +62,7 @@ func (c *rosterCache) get(ctx context.Context, st store.Store, group store.Group
 	}
 	r = newRoster(g.Roster)
 	c.mu.Lock()
-	if c.gen == gen { // no invalidation raced with the read
+	if c.gen == gen { // no local commit raced with the read
 		c.put(string(group), r)
 	}
 	c.mu.Unlock()
@@ -73,13 +74,6 @@ func (c *rosterCache) set(group store.GroupID, r *roster) {
 	c.mu.Lock()
 	c.gen++
 	c.put(string(group), r)
-	c.mu.Unlock()
-}
-
-func (c *rosterCache) drop(group string) {
-	c.mu.Lock()
-	c.gen++
-	delete(c.m, group)
 	c.mu.Unlock()
 }
 

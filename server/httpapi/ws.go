@@ -52,9 +52,8 @@ func websocketProtocols(r *http.Request) []string {
 	return out
 }
 
-
 func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
-	feed, err := a.Delivery.Follow(dev.ID)
+	feed, err := a.Delivery.Follow(r.Context(), dev.ID)
 	if err != nil {
 		return err
 	}
@@ -131,6 +130,10 @@ func (s *session) push(ctx context.Context) {
 	poll := false
 	for {
 		envs, err := s.feed.Next(ctx, poll)
+		if errors.Is(err, delivery.ErrRevoked) {
+			s.conn.Close(websocket.StatusPolicyViolation, "device revoked")
+			return
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				s.api.Logger.Warn("push: read pending", "device", s.dev.ID, "err", err)
