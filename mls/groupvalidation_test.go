@@ -134,7 +134,10 @@ func newValidationGroup(t *testing.T, cs CipherSuite) *validationGroup {
 
 func TestCommitValidation(t *testing.T) {
 	for cs := range suites {
-		t.Run(cs.String(), func(t *testing.T) { testCommitValidation(t, cs) })
+		t.Run(cs.String(), func(t *testing.T) {
+			t.Parallel()
+			testCommitValidation(t, cs)
+		})
 	}
 }
 

@@ -44,6 +44,7 @@ func runPassiveVectors(t *testing.T, file string) {
 	ty := newTally(t, file)
 	for i, v := range vs {
 		t.Run(fmt.Sprintf("%d/suite%d", i, v.CipherSuite), func(t *testing.T) {
+			t.Parallel()
 			defer ty.record(t)
 			s := suiteOrSkip(t, v.CipherSuite)
 			runPassiveVector(t, s, &v)
