@@ -82,8 +82,10 @@ type memberIndex struct {
 // encryption key or two leaves a signature key.
 func (t *ratchetTree) memberIndex() (*memberIndex, error) {
 	m := &memberIndex{
-		encKeys:   make(map[string]nodeIndex),
-		sigKeys:   make(map[string]leafIndex),
+		// Sized up front: growing them was half the cost of the index,
+		// which every received commit builds (docs/BENCHMARKS.md).
+		encKeys:   make(map[string]nodeIndex, len(t.nodes)),
+		sigKeys:   make(map[string]leafIndex, t.numLeaves()),
 		inUse:     make(map[CredentialType]int),
 		supported: make(map[CredentialType]int),
 	}
