@@ -1,0 +1,267 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	hush "github.com/hush-chat/hush/client"
+	"github.com/hush-chat/hush/client/profile"
+	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/server"
+)
+
+// The end-to-end tests drive real clients (package client, with their
+// profiles on disk) against a real server in this process.
+
+// e2eServer is a server on 127.0.0.1:0 whose logs are captured.
+type e2eServer struct {
+	*server.Server
+	dir  string
+	logs *e2eLog
+}
+
+// e2eLog collects log output.
+type e2eLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *e2eLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *e2eLog) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.buf.Bytes())
+}
+
+func startE2E(t *testing.T) *e2eServer {
+	t.Helper()
+	s := &e2eServer{dir: t.TempDir(), logs: &e2eLog{}}
+	srv, err := server.New(context.Background(), server.Options{
+		Addr: "127.0.0.1:0", DataDir: s.dir, DeviceRate: -1, IPRate: -1,
+		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Server = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return s
+}
+
+// wire records every byte that crosses a client's connections, both
+// ways, HTTP and WebSocket alike.
+type wire struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *wire) record(p []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+}
+
+func (w *wire) Bytes() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Clone(w.buf.Bytes())
+}
+
+type recordedConn struct {
+	net.Conn
+	w *wire
+}
+
+func (c *recordedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.w.record(p[:n])
+	return n, err
+}
+
+func (c *recordedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.w.record(p[:n])
+	return n, err
+}
+
+// sends captures the Send bodies a client posts to group logs, so that a
+// test can hold real ciphertext.
+type sends struct {
+	http.RoundTripper
+	mu  sync.Mutex
+	all []proto.Send
+	// drop, when set, loses the answer to the next send (the server
+	// stores it; the client sees a dropped connection).
+	drop bool
+}
+
+func (s *sends) RoundTrip(r *http.Request) (*http.Response, error) {
+	isSend := r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages")
+	if isSend && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var sd proto.Send
+		if json.Unmarshal(body, &sd) == nil {
+			s.mu.Lock()
+			s.all = append(s.all, sd)
+			s.mu.Unlock()
+		}
+	}
+	resp, err := s.RoundTripper.RoundTrip(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && isSend && s.drop {
+		s.drop = false
+		resp.Body.Close()
+		return nil, io.ErrUnexpectedEOF
+	}
+	return resp, err
+}
+
+// lastApplication returns the payload of the last application message
+// sent.
+func (s *sends) lastApplication(t *testing.T) []byte {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.all) - 1; i >= 0; i-- {
+		if s.all[i].Kind == proto.KindApplication {
+			return s.all[i].Payload
+		}
+	}
+	t.Fatal("no application message was sent")
+	return nil
+}
+
+// e2eDevice is one device: a client on a profile of its own.
+type e2eDevice struct {
+	*hush.Client
+	t     *testing.T
+	dir   string
+	wire  *wire
+	sends *sends
+
+	mu     sync.Mutex
+	events []hush.Event
+}
+
+func (s *e2eServer) device(t *testing.T) *e2eDevice {
+	t.Helper()
+	d := &e2eDevice{t: t, dir: filepath.Join(t.TempDir(), "profile"), wire: &wire{}}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	d.sends = &sends{RoundTripper: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &recordedConn{Conn: c, w: d.wire}, nil
+		},
+	}}
+	c, err := profile.Open(context.Background(), d.dir, profile.Options{Create: true, Client: hush.Options{
+		HTTPClient: &http.Client{Transport: d.sends}, OnEvent: d.onEvent, KeyPackageBatch: 10,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Client = c
+	t.Cleanup(func() { c.Close() })
+	return d
+}
+
+func (s *e2eServer) register(t *testing.T, name string) *e2eDevice {
+	t.Helper()
+	d := s.device(t)
+	if _, err := d.Register(context.Background(), s.URL(), name); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (d *e2eDevice) onEvent(e hush.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.events = append(d.events, e)
+}
+
+func (d *e2eDevice) eventsOf(typ hush.EventType) []hush.Event {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []hush.Event
+	for _, e := range d.events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (d *e2eDevice) sync() {
+	d.t.Helper()
+	if err := d.Sync(context.Background()); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *e2eDevice) send(conv, text string) *hush.Message {
+	d.t.Helper()
+	m, err := d.SendText(context.Background(), conv, text)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return m
+}
+
+// lines lists a conversation as "sender: text" in order.
+func (d *e2eDevice) lines(conv string) []string {
+	d.t.Helper()
+	msgs, err := d.Messages(context.Background(), conv)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	var out []string
+	for _, m := range msgs {
+		switch {
+		case m.Deleted:
+			out = append(out, m.Sender+": (deleted)")
+		case m.Attachment != nil:
+			out = append(out, m.Sender+": [file "+m.Attachment.Name+"]")
+		default:
+			out = append(out, m.Sender+": "+m.Text)
+		}
+	}
+	return out
+}
+
+func wantLines(t *testing.T, who string, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s sees:\n  %s\nwant:\n  %s", who, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
