@@ -94,9 +94,11 @@ func (s *Store) Group(ctx context.Context, id store.GroupID) (store.Group, error
 	return g, nil
 }
 
-// AppendMessage appends in one write transaction. Under Postgres the
-// group's row lock, taken by the UPDATE, orders concurrent appends, and the
-// membership check comes after it so that it sees the latest roster.
+// AppendMessage appends in one write transaction. The SQLite backend uses
+// it as is; Postgres overrides it with batched appends. It is nonetheless
+// correct with concurrent writers: the UPDATE's row lock orders appends to
+// a group, and the membership check comes after it, so that it sees the
+// latest roster.
 func (s *Store) AppendMessage(ctx context.Context, m store.Message) (store.Appended, error) {
 	epoch, err := CheckMessage(m)
 	if err != nil {
