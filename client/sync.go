@@ -65,13 +65,36 @@ func (c *Client) syncLocked(ctx context.Context) error {
 			return err
 		}
 		c.emit(events)
-		if len(acks.Acks) > 0 {
-			if err := c.call(ctx, "POST", proto.PathAck, true, acks, nil); err != nil {
-				return fmt.Errorf("client: ack: %w", err)
-			}
+		if err := c.ack(ctx, acks); err != nil {
+			return err
 		}
 		if !msgs.More || fresh == 0 {
 			return nil
+		}
+	}
+	return nil
+}
+
+// ack acknowledges processed logs. A log the server refuses to
+// acknowledge for good (this device left its roster meanwhile) is
+// skipped: it will not be handed out again.
+func (c *Client) ack(ctx context.Context, acks proto.Ack) error {
+	if len(acks.Acks) == 0 {
+		return nil
+	}
+	err := c.call(ctx, "POST", proto.PathAck, true, acks, nil)
+	switch {
+	case err == nil:
+		return nil
+	case !permanent(err):
+		return fmt.Errorf("client: ack: %w", err)
+	case len(acks.Acks) == 1:
+		c.log.Info("acknowledgement refused", "err", err)
+		return nil
+	}
+	for _, item := range acks.Acks {
+		if err := c.ack(ctx, proto.Ack{Acks: []proto.AckItem{item}}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -452,6 +475,8 @@ func (c *Client) runOnce(ctx context.Context) error {
 	wake <- struct{}{} // catch up first
 	readErr := make(chan error, 1)
 	go func() { readErr <- c.readPush(ctx, conn, wake) }()
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
 	for {
 		select {
 		case err := <-readErr:
@@ -460,9 +485,17 @@ func (c *Client) runOnce(ctx context.Context) error {
 			if err := c.Sync(ctx); err != nil {
 				return err
 			}
+		case <-ping.C:
+			// The server closes connections idle for 90 seconds.
+			if err := conn.Write(ctx, &proto.Frame{Type: proto.FramePing}); err != nil {
+				return err
+			}
 		}
 	}
 }
+
+// pingInterval is how often Run pings the server.
+const pingInterval = 30 * time.Second
 
 // readPush reads frames: a pushed message wakes the sync loop (which
 // fetches in order, so a push never overtakes the log), typing is
