@@ -279,6 +279,14 @@ type Groups interface {
 	// DefaultFetchLimit; it is capped at MaxFetchLimit.
 	Fetch(ctx context.Context, device DeviceID, limit int) (Pending, error)
 
+	// FetchGroup returns, in order, up to limit of the group's messages
+	// with a sequence number above after that Fetch would return to the
+	// device: past its cursor, not its own, not expired. It returns none if
+	// the device is not on the roster. limit is as in Fetch. It lets a
+	// connection holder read only what it has not pushed yet, rather than
+	// everything unacknowledged.
+	FetchGroup(ctx context.Context, device DeviceID, group GroupID, after uint64, limit int) ([]Message, error)
+
 	// Ack moves the device's cursor in the group forward to seq. Acks never
 	// move a cursor backwards (an older seq is a no-op). ErrNotMember if the
 	// device is not on the roster, ErrInvalid if seq is past the end of the

@@ -21,7 +21,7 @@ var storeOps = []string{
 	"CreateUser", "User", "UserByName",
 	"CreateDevice", "Device", "UserDevices", "TouchDevice", "RevokeDevice",
 	"UploadKeyPackages", "ClaimKeyPackages", "ClaimUserKeyPackages", "CountKeyPackages",
-	"CreateGroup", "Group", "AppendMessage", "AppendCommit", "AppendDirect", "Fetch", "Ack", "AckDirect",
+	"CreateGroup", "Group", "AppendMessage", "AppendCommit", "AppendDirect", "Fetch", "FetchGroup", "Ack", "AckDirect",
 	"CreateBlob", "Blob", "Purge", "Close",
 }
 
@@ -126,6 +126,11 @@ func (s *Store) AppendDirect(ctx context.Context, d store.Direct) (store.Appende
 func (s *Store) Fetch(ctx context.Context, device store.DeviceID, limit int) (store.Pending, error) {
 	defer s.since("Fetch", time.Now())
 	return s.s.Fetch(ctx, device, limit)
+}
+
+func (s *Store) FetchGroup(ctx context.Context, device store.DeviceID, group store.GroupID, after uint64, limit int) ([]store.Message, error) {
+	defer s.since("FetchGroup", time.Now())
+	return s.s.FetchGroup(ctx, device, group, after, limit)
 }
 
 func (s *Store) Ack(ctx context.Context, device store.DeviceID, group store.GroupID, seq uint64) error {

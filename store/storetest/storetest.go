@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RosterRejection", testRosterRejection},
 		{"AppendConcurrentOrdering", testAppendConcurrentOrdering},
 		{"Cursors", testCursors},
+		{"FetchGroup", testFetchGroup},
 		{"FetchAcrossGroups", testFetchAcrossGroups},
 		{"Commit", testCommit},
 		{"CommitConcurrent", testCommitConcurrent},

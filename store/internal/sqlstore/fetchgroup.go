@@ -1,0 +1,41 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/hush-chat/hush/store"
+)
+
+func (s *Store) FetchGroup(ctx context.Context, device store.DeviceID, group store.GroupID, after uint64, limit int) ([]store.Message, error) {
+	if limit <= 0 {
+		limit = store.DefaultFetchLimit
+	}
+	limit = min(limit, store.MaxFetchLimit)
+	from, err := toDB(after)
+	if err != nil {
+		return nil, err
+	}
+	// The members row both checks the roster and gives the cursor; the
+	// log is read by its (group_id, seq) index from the larger bound on.
+	rows, err := s.read.QueryContext(ctx, `SELECT m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
+		FROM members mb JOIN messages m ON m.group_id = mb.group_id AND m.seq > mb.acked AND m.seq > $3
+		WHERE mb.group_id = $2 AND mb.device_id = $1 AND m.sender <> $1 AND (m.expires_at IS NULL OR m.expires_at > $4)
+		ORDER BY m.seq LIMIT $5`, device[:], []byte(group), from, micros(now()), limit)
+	if err != nil {
+		return nil, dbErr("fetch group", err)
+	}
+	defer rows.Close()
+	var out []store.Message
+	for rows.Next() {
+		m := store.Message{GroupID: group}
+		var seq, kind, epoch, sent int64
+		var expires sql.NullInt64
+		if err := rows.Scan(&seq, id16(&m.Sender), &m.ClientMsgID, &kind, &epoch, &m.Payload, &sent, &expires); err != nil {
+			return nil, dbErr("fetch group", err)
+		}
+		m.Seq, m.Kind, m.Epoch, m.SentAt, m.ExpiresAt = uint64(seq), store.Kind(kind), uint64(epoch), fromMicros(sent), fromNullMicros(expires)
+		out = append(out, m)
+	}
+	return out, dbErr("fetch group", rows.Err())
+}
