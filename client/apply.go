@@ -17,8 +17,8 @@ type origin struct {
 // path for what we receive and for what we send ourselves. members lists
 // the users in the group, for a 1:1 chat's meta.
 func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members []string, events *[]Event) error {
-	ev := func(t EventType, m *Message) {
-		*events = append(*events, Event{Type: t, Conversation: cv.ID, Message: m, User: o.user, Device: o.device})
+	ev := func(t EventType, m *Message, text string) {
+		*events = append(*events, Event{Type: t, Conversation: cv.ID, Message: m, User: o.user, Device: o.device, Text: text})
 	}
 	switch ct.Type {
 	case TypeText, TypeAttachment:
@@ -36,7 +36,7 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 				return err
 			}
 		}
-		ev(EventMessage, m)
+		ev(EventMessage, m, "")
 	case TypeReaction:
 		m, err := tx.message(cv.ID, ct.Target)
 		if err != nil || m == nil || m.Deleted {
@@ -49,7 +49,7 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 		if err := tx.putMessage(m); err != nil {
 			return err
 		}
-		ev(EventReaction, m)
+		ev(EventReaction, m, "")
 	case TypeEdit, TypeDelete:
 		m, err := tx.message(cv.ID, ct.Target)
 		if err != nil || m == nil || m.Deleted {
@@ -67,7 +67,7 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 		if err := tx.putMessage(m); err != nil {
 			return err
 		}
-		ev(map[ContentType]EventType{TypeEdit: EventEdit, TypeDelete: EventDelete}[ct.Type], m)
+		ev(map[ContentType]EventType{TypeEdit: EventEdit, TypeDelete: EventDelete}[ct.Type], m, "")
 	case TypeReceipt:
 		for _, id := range ct.Targets {
 			m, err := tx.message(cv.ID, id)
@@ -89,7 +89,7 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 				return err
 			}
 			if !o.self {
-				ev(EventReceipt, m)
+				ev(EventReceipt, m, "")
 			}
 		}
 	case TypeMeta:
@@ -105,9 +105,9 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 		if err := tx.putConv(cv); err != nil {
 			return err
 		}
-		ev(EventConversation, nil)
+		ev(EventConversation, nil, "conversation: "+cv.Title())
 	case TypeTyping:
-		ev(EventTyping, nil)
+		ev(EventTyping, nil, "")
 	}
 	return nil
 }

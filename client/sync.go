@@ -292,7 +292,7 @@ func (b *batch) welcome(env *proto.Envelope) error {
 	if err := b.tx.putConv(cv); err != nil {
 		return err
 	}
-	b.events = append(b.events, Event{Type: EventConversation, Conversation: id})
+	b.events = append(b.events, Event{Type: EventConversation, Conversation: id, Text: "this device joined the conversation"})
 	for _, mem := range g.Members() {
 		if mem.Index == g.Index() {
 			continue

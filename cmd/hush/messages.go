@@ -102,7 +102,8 @@ func runRead(ctx context.Context, stdout, stderr io.Writer, args []string) error
 	if err != nil {
 		return err
 	}
-	for i, cv := range convs {
+	shown := 0
+	for _, cv := range convs {
 		msgs, err := cl.Messages(ctx, cv.ID)
 		if err != nil {
 			return err
@@ -124,7 +125,7 @@ func runRead(ctx context.Context, stdout, stderr io.Writer, args []string) error
 				}
 			}
 		} else {
-			if i > 0 {
+			if shown > 0 {
 				fmt.Fprintln(stdout)
 			}
 			fmt.Fprintf(stdout, "== %s  (%s)\n", cv.Title(), shortID(cv.ID))
@@ -135,11 +136,15 @@ func runRead(ctx context.Context, stdout, stderr io.Writer, args []string) error
 				printMessage(stdout, m, byID, a.Username)
 			}
 		}
+		shown++
 		if !*noReceipts && cv.Active {
 			if _, err := cl.MarkRead(ctx, cv.ID); err != nil {
 				return err
 			}
 		}
+	}
+	if shown == 0 && !c.json {
+		fmt.Fprintln(stdout, "No messages yet. Start a chat with: hush send USER TEXT")
 	}
 	return nil
 }
