@@ -80,6 +80,9 @@ func NewAPI(c Config) (*webrtc.API, error) {
 
 	se := webrtc.SettingEngine{LoggerFactory: loggerFactory{logger(c.Logger)}}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// Tracks are known from the SDP, so the SFU wires up forwarding, and a
+	// client its receivers, as soon as a negotiation completes.
+	se.SetFireOnTrackBeforeFirstRTP(true)
 	if c.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
