@@ -187,8 +187,10 @@ func (g *Group) marshalPending(b *cryptobyte.Builder) {
 
 // UnmarshalGroup restores a group saved with [Group.MarshalBinary]. cfg
 // plays the role of the Config the group was created with; it is not
-// part of the saved state (it holds functions). Any malformed or
-// inconsistent input is an error wrapping [ErrState].
+// part of the saved state (it holds functions). The secret trees already
+// made keep the RatchetWindow they were saved with; later epochs use
+// cfg's. Any malformed or inconsistent input is an error wrapping
+// [ErrState].
 func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 	s := cryptobyte.String(data)
 	var magic []byte
