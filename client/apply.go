@@ -22,8 +22,11 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 	}
 	switch ct.Type {
 	case TypeText, TypeAttachment:
-		if m, err := tx.message(cv.ID, ct.ID); err != nil || m != nil {
-			return err // a repeated id is a duplicate: keep the first
+		// A repeated id is a duplicate: the first message keeps it, in
+		// whichever conversation it came, so that a member of one
+		// conversation cannot redirect replies to a message of another.
+		if _, ok, err := tx.raw.Get(tableMessageConv, ct.ID); err != nil || ok {
+			return err
 		}
 		m := &Message{ID: ct.ID, Conversation: cv.ID, Seq: o.seq, Sender: o.user, SenderDevice: o.device, Time: o.time,
 			Type: ct.Type, Text: ct.Text, ReplyTo: ct.ReplyTo, Attachment: ct.Attachment, Outgoing: o.self}

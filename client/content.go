@@ -168,7 +168,9 @@ func (c *Content) check() error {
 	switch c.Type {
 	case TypeText, TypeAttachment, TypeReaction, TypeEdit, TypeDelete, TypeReceipt, TypeTyping, TypeMeta:
 	default:
-		return fmt.Errorf("%w: type %q", ErrUnsupportedContent, c.Type)
+		// The type is not echoed: errors are logged, and it came from
+		// another member.
+		return fmt.Errorf("%w: unknown type", ErrUnsupportedContent)
 	}
 	bad := func(why string) error { return fmt.Errorf("%w: %s %s", errBadContent, c.Type, why) }
 	if c.Version != ContentVersion {

@@ -170,6 +170,9 @@ func (c *Client) putBox(ctx context.Context, l *linkBox, box string, v any, auth
 	if err != nil {
 		return err
 	}
+	if len(data) > proto.MaxProvisionBytes {
+		return fmt.Errorf("client: linking: %d bytes to hand over, more than the server takes (%d)", len(data), proto.MaxProvisionBytes)
+	}
 	return c.call(ctx, "PUT", pathWith(proto.PathProvisionBox, "id", l.channel), auth, proto.ProvisionBox{Box: box, Data: data}, nil)
 }
 
@@ -269,6 +272,9 @@ func (o *LinkOffer) Complete(ctx context.Context) (string, error) {
 		}
 		if grant.Contacts, err = tx.contacts(); err != nil {
 			return err
+		}
+		for _, cr := range grant.Contacts {
+			cr.Devices = nil // the new device checks devices itself
 		}
 		all, err := tx.convs()
 		for _, cv := range all {

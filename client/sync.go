@@ -431,6 +431,9 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if isCode(err, proto.CodeUnauthorized) {
+			return err // this device was revoked
+		}
 		if time.Since(start) > time.Minute {
 			backoff = time.Second
 		}

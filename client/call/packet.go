@@ -222,16 +222,20 @@ func (d *depacketizer) emit(out []encodedFrame, end uint64) []encodedFrame {
 	return append(out, f)
 }
 
-// skip drops the head frame: everything up to the next packet that
-// starts a frame, or everything held if none does.
+// skip drops the head frame: everything before the next packet held
+// that starts a frame, or everything held if none does. It costs a pass
+// over what is held, however far sequence numbers jump.
 func (d *depacketizer) skip() {
-	delete(d.held, d.next)
-	for s := d.next + 1; s <= d.highest; s++ {
-		if h, ok := d.held[s]; ok && h.desc&descS != 0 {
-			d.next = s
-			return
+	next := d.highest + 1
+	for s, h := range d.held {
+		if s > d.next && s < next && h.desc&descS != 0 {
+			next = s
 		}
-		delete(d.held, s)
 	}
-	d.next = d.highest + 1
+	for s := range d.held {
+		if s < next {
+			delete(d.held, s)
+		}
+	}
+	d.next = next
 }

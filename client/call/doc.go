@@ -1,0 +1,45 @@
+// Package call is the media side of a Hush call: it encrypts this
+// device's audio and video frame by frame with SFrame (RFC 9605) under
+// keys exported from the conversation's MLS group, sends them to the SFU
+// (server/calls) over one pion/webrtc PeerConnection, and decrypts what
+// the other participants send.
+//
+// # Frames and packets
+//
+// As WebRTC encoded transforms do, a [Sender] encrypts each whole
+// encoded frame (an Opus packet, a VP8 frame) before packetization, and a
+// [Remote] decrypts after reassembly. The SFrame ciphertext travels in the
+// RTP payload format of draft-ietf-avtcore-rtp-sframe-02: a one-byte
+// descriptor (S for a frame's first packet, E for its last, T = 0 for
+// per-frame encryption) before each fragment, packets of at most 1200
+// bytes, the codec's payload type and the frame's timestamp on each. The
+// receiver reassembles frames in order, drops duplicates, and skips a
+// frame missing a packet after Config.MaxDelay. Frames come out exactly
+// as they went in.
+//
+// # Keys
+//
+// [Keys] hold one sframe.MLSKeys per stream (audio under context ID 0,
+// video under 1, so the two never share a key and counter) made from the
+// group's exporter. Call [Keys.Update] after every commit the group
+// merges: frames go out under the new epoch at once, and frames of the
+// previous three epochs still decrypt, for those in flight. A member
+// removed by a commit gets no key of the new epoch.
+//
+// # Files
+//
+// [Publish] plays an Ogg Opus file and an IVF (VP8) file in real time;
+// [Record] writes a received stream to DIR/DEVICE.ogg or DEVICE.ivf.
+// [OpusReader] follows the Ogg lacing, so that files with several packets
+// per page, or packets across pages, play packet for packet.
+//
+// # Security considerations
+//
+// Media keys and the media are secret; [Keys] prints as redacted. The
+// SFU and anyone on the path see the RTP and SFrame headers: who sends,
+// when, how much, and each frame's key ID, which carries the sender's
+// leaf index and the epoch's low bits (RFC 9605 §9.2). Every member can
+// derive every member's keys, so a member can forge another member's
+// frames (RFC 9605 §7.2). The metadata authenticated with each frame is
+// empty: RTP headers are rewritten by the SFU and cannot be bound.
+package call
