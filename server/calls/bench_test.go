@@ -1,0 +1,332 @@
+package calls
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hush-chat/hush/client/call"
+	"github.com/hush-chat/hush/mls"
+	"github.com/hush-chat/hush/proto"
+)
+
+// Load of BenchmarkForward: rooms of participants, each publishing audio
+// (20 ms Opus frames) and video (single-packet frames at videoFPS).
+const (
+	benchRooms        = 10
+	benchParticipants = 4
+	videoFPS          = 200
+	benchDuration     = 5 * time.Second
+)
+
+// signal is one signalling message between the SFU (this process) and a
+// device of the load generator (a child process).
+type signal struct {
+	Device string      `json:"device"`
+	Call   *proto.Call `json:"call"`
+}
+
+// BenchmarkForward measures the SFU's forwarding cost: 10 rooms of 4
+// participants, each sending audio and video through real PeerConnections
+// on loopback. The participants run in a child process, so that the CPU
+// time this process uses is the SFU's alone; it reports forwarded packets
+// per second and per CPU-second of the SFU.
+func BenchmarkForward(b *testing.B) {
+	s, err := New(Options{LoopbackOnly: true, MaxParticipants: benchParticipants})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for b.Loop() {
+		runForward(b, s)
+	}
+}
+
+func runForward(b *testing.B, s *SFU) {
+	toChild, childIn, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	childOut, fromChild, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadGenerator$")
+	cmd.Env = append(os.Environ(), "HUSH_CALLS_LOADGEN=1")
+	cmd.ExtraFiles = []*os.File{toChild, fromChild}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	toChild.Close()
+	fromChild.Close()
+
+	var wmu sync.Mutex
+	enc := json.NewEncoder(childIn)
+	sessions := make(map[string]*Session)
+	dec := json.NewDecoder(bufio.NewReader(childOut))
+	var start, startCPU time.Time
+	var in0, out0 uint64
+	for {
+		var m signal
+		if err := dec.Decode(&m); err != nil {
+			b.Fatalf("load generator: %v", err)
+		}
+		if m.Call == nil { // the generator's marks: start, then stop
+			if start.IsZero() {
+				st := s.Stats()
+				in0, out0 = st.PacketsIn, st.PacketsOut
+				start, startCPU = time.Now(), cpuTime()
+				continue
+			}
+			break
+		}
+		se := sessions[m.Device]
+		if se == nil {
+			dev := m.Device
+			se = s.Connect(dev, func(c *proto.Call) {
+				wmu.Lock()
+				defer wmu.Unlock()
+				enc.Encode(signal{Device: dev, Call: c})
+			})
+			sessions[m.Device] = se
+		}
+		if err := se.Handle(context.Background(), m.Call); err != nil {
+			b.Fatalf("%s: %v", m.Device, err)
+		}
+	}
+	elapsed, cpu := time.Since(start), cpuTime().Sub(startCPU)
+	st := s.Stats()
+	for _, se := range sessions {
+		se.Close()
+	}
+	childIn.Close()
+	cmd.Wait()
+	out := float64(st.PacketsOut - out0)
+	b.ReportMetric(float64(st.PacketsIn-in0)/elapsed.Seconds(), "pkts-in/s")
+	b.ReportMetric(out/elapsed.Seconds(), "pkts-out/s")
+	b.ReportMetric(out/time.Duration(cpu).Seconds(), "pkts-out/cpu-s")
+}
+
+// cpuTime returns the CPU time (user and system) this process has used,
+// as a time.Time for easy subtraction.
+func cpuTime() time.Time {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Unix(0, ru.Utime.Nano()+ru.Stime.Nano())
+}
+
+// TestLoadGenerator is BenchmarkForward's child process: it runs the
+// rooms' participants, signalling over fd 3 (in) and 4 (out).
+func TestLoadGenerator(t *testing.T) {
+	if os.Getenv("HUSH_CALLS_LOADGEN") == "" {
+		t.Skip("run by BenchmarkForward")
+	}
+	in, out := os.NewFile(3, "in"), os.NewFile(4, "out")
+	var wmu sync.Mutex
+	enc := json.NewEncoder(out)
+	send := func(m signal) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		enc.Encode(m)
+	}
+	ctx := context.Background()
+	calls := make(map[string]*call.Call)
+	var cmu sync.Mutex
+	var all []*call.Call
+	for r := range benchRooms {
+		h := &harness{t: t, group: fmt.Appendf(nil, "room-%d", r), callID: "bench"}
+		for _, p := range h.newMembers(benchParticipants) {
+			dev := fmt.Sprintf("r%d-%s", r, p.name)
+			c, err := call.Join(ctx, call.Config{
+				GroupID: h.group, CallID: h.callID, Keys: p.keys, LoopbackOnly: true,
+				Signal: func(_ context.Context, c *proto.Call) error {
+					send(signal{Device: dev, Call: c})
+					return nil
+				},
+				OnRemote: func(r *call.Remote) {
+					go func() {
+						for {
+							if _, err := r.ReadFrame(); err != nil {
+								return
+							}
+						}
+					}()
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmu.Lock()
+			calls[dev] = c
+			all = append(all, c)
+			cmu.Unlock()
+		}
+	}
+	go func() {
+		dec := json.NewDecoder(bufio.NewReader(in))
+		for {
+			var m signal
+			if dec.Decode(&m) != nil {
+				return
+			}
+			cmu.Lock()
+			c := calls[m.Device]
+			cmu.Unlock()
+			go c.Handle(ctx, m.Call)
+		}
+	}()
+	for _, c := range all {
+		<-c.Connected()
+	}
+	time.Sleep(time.Second) // renegotiations settle
+
+	send(signal{}) // start
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range all {
+		wg.Go(func() { pump(c.Audio(), 20*time.Millisecond, 960, 120, stop) })
+		wg.Go(func() { pump(c.Video(), time.Second/videoFPS, 90000/videoFPS, 1000, stop) })
+	}
+	time.Sleep(benchDuration)
+	close(stop)
+	wg.Wait()
+	send(signal{}) // stop
+	for _, c := range all {
+		c.Leave(ctx)
+	}
+}
+
+// pump sends frames of size bytes every interval until stop.
+func pump(s *call.Sender, interval time.Duration, step uint32, size int, stop <-chan struct{}) {
+	frame := make([]byte, size)
+	frame[0] = opusTOC
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for ts := uint32(0); ; ts += step {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		s.WriteFrame(frame, ts)
+	}
+}
+
+// BenchmarkCallSetup measures a call's set-up on loopback, from the
+// invitation (an MLS application message) to the callee's first
+// decrypted frame.
+func BenchmarkCallSetup(b *testing.B) {
+	h := newHarness(b, Options{})
+	ps := h.newMembers(2)
+	caller, callee := ps[0], ps[1]
+	ctx := context.Background()
+	var total time.Duration
+	n := 0
+	for b.Loop() {
+		h.callID = fmt.Sprint("setup-", n)
+		n++
+		caller.join(ctx, nil)
+		stop := make(chan struct{})
+		go pump(caller.call.Audio(), 20*time.Millisecond, 960, 120, stop)
+
+		start := time.Now()
+		invite, err := caller.group.Encrypt([]byte(`{"call":"`+h.callID+`"}`), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, _ := invite.Marshal()
+		m, _ := mls.UnmarshalMLSMessage(data)
+		if _, err := callee.group.Process(m); err != nil {
+			b.Fatal(err)
+		}
+		first := make(chan time.Time, 1)
+		callee.join(ctx, func(r *call.Remote) {
+			if r.Kind.String() != "audio" {
+				return
+			}
+			go func() {
+				if _, err := r.ReadFrame(); err == nil {
+					first <- time.Now()
+				}
+			}()
+		})
+		select {
+		case at := <-first:
+			total += at.Sub(start)
+		case <-time.After(10 * time.Second):
+			b.Fatal("no frame")
+		}
+		close(stop)
+		callee.call.Leave(ctx)
+		caller.call.Leave(ctx)
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(n), "ms-to-first-frame")
+}
+
+// BenchmarkRekey measures the switch to new keys after a removal: from
+// the commit that removes a member (not in the call) to the first frame a
+// remaining participant decrypts under the new epoch.
+func BenchmarkRekey(b *testing.B) {
+	const spare = 64
+	h := newHarness(b, Options{})
+	ps := h.newMembers(2 + spare)
+	sender, receiver := ps[0], ps[1]
+	ctx := context.Background()
+	frames := make(chan call.Frame, 1024)
+	sender.join(ctx, nil)
+	receiver.join(ctx, func(r *call.Remote) {
+		if r.Kind.String() != "audio" {
+			return
+		}
+		go func() {
+			for {
+				f, err := r.ReadFrame()
+				if err != nil {
+					return
+				}
+				frames <- f
+			}
+		}()
+	})
+	h.settle(ps[:2])
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for ts := uint32(0); ; ts += 240 {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			sender.call.Audio().WriteFrame(fmt.Appendf([]byte{opusTOC}, "epoch %d", sender.keys.Epoch()), ts)
+		}
+	}()
+	next := 2
+	var total time.Duration
+	for b.Loop() {
+		if next >= len(ps) {
+			b.Fatal("out of members to remove")
+		}
+		start := time.Now()
+		h.remove([]*participant{sender, receiver}, ps[next])
+		want := fmt.Sprintf("epoch %d", sender.keys.Epoch())
+		for f := range frames {
+			if string(f.Data[1:]) == want {
+				break
+			}
+		}
+		total += time.Since(start)
+		next++
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(next-2), "ms-to-new-epoch-frame")
+}

@@ -1,0 +1,53 @@
+// Package calls is Hush's SFU: it forwards the audio and video of calls
+// among the devices of a conversation, on pion/webrtc, without being able
+// to read any of it.
+//
+// # Rooms
+//
+// A call is a room keyed by a group id and a call id. Each device in it
+// has one PeerConnection to the SFU: it publishes one Opus and one VP8
+// track and receives every other device's, which the SFU copies to it
+// through a TrackLocalStaticRTP per published track (one binding per
+// subscriber, each with its own SSRC and payload type). A room closes
+// when its last device leaves; Options.MaxParticipants bounds its size.
+//
+// # Signalling
+//
+// The server makes a [Session] per authenticated WebSocket connection
+// with [SFU.Connect] and passes it each "call" frame ([proto.Call]):
+// join, answer, leave. The SFU always makes the offers: on join, and
+// whenever the tracks a device receives change; each carries every ICE
+// candidate (no trickle) and a=sframe in each media section. An answer
+// without a=sframe is refused. ICE on loopback needs no STUN or TURN
+// (Options.LoopbackOnly); on real networks the SFU needs a reachable
+// address (Options.PublicIPs, Options.UDPPortMin/Max) and devices behind
+// restrictive NATs a TURN server (Options.ICEServers, sent with the first
+// offer).
+//
+// Ringing, inviting, declining and hanging up are not the SFU's business:
+// they travel between the members as MLS application messages.
+//
+// # Feedback
+//
+// Losses are repaired hop by hop: the SFU's NACK generator asks
+// publishers to resend, and its NACK responder resends to subscribers
+// from its own buffer. Keyframe requests (PLI, FIR) from subscribers pass
+// through to the publisher, at most one per track every 500 ms; the SFU
+// asks for a keyframe itself when a device joins.
+//
+// # Security considerations
+//
+// The SFU holds no media key: a test fails if it links the packages
+// that derive them. Payloads are SFrame ciphertext (RFC 9605) in the RTP
+// payload format of draft-ietf-avtcore-rtp-sframe; the SFU sees the RTP
+// headers, the SFrame headers (so each frame's key ID, which carries the
+// sender's leaf index and the epoch's low bits) and the frames' sizes and
+// times. [Options.TestHookForward] exists for the tests that prove the
+// payloads are ciphertext; production code leaves it nil.
+//
+// The SFU trusts the server for authentication: Session's device id must
+// be authenticated, and Options.Authorize should check the device is on
+// the group's roster. A device taken off the roster should be passed to
+// [SFU.Evict]; it could not decrypt later media anyway, since the group's
+// next epoch brings new keys.
+package calls
