@@ -378,6 +378,11 @@ func (c *Client) uploadKeyPackages(ctx context.Context, n int, lastResort bool) 
 	// The private keys are saved before the upload: a KeyPackage the
 	// server has must always be one we can join with.
 	err = c.db.update(ctx, func(tx *tx) error {
+		if lastResort {
+			if err := tx.put(tableMeta, "last-resort", c.o.Now().UTC()); err != nil {
+				return err
+			}
+		}
 		for ref, kp := range privs {
 			b, err := kp.MarshalBinary()
 			if err != nil {
@@ -403,18 +408,33 @@ func (c *Client) uploadKeyPackages(ctx context.Context, n int, lastResort bool) 
 	return nil
 }
 
-// refillKeyPackages tops up the server's KeyPackages when they run low.
-// The last-resort KeyPackage, uploaded at registration, stays.
+// lastResortMaxAge is how long a last-resort KeyPackage is used before a
+// fresh one replaces it, well within its lifetime.
+const lastResortMaxAge = 7 * 24 * time.Hour
+
+// refillKeyPackages tops up the server's KeyPackages when they run low,
+// and replaces the last-resort one when it grows old.
 func (c *Client) refillKeyPackages(ctx context.Context) error {
 	var count proto.KeyPackageCount
 	if err := c.call(ctx, "GET", proto.PathKeyPackageCount, true, nil, &count); err != nil {
 		return fmt.Errorf("client: KeyPackage count: %w", err)
 	}
-	if count.Count >= count.RefillBelow {
+	var uploaded time.Time
+	if err := c.db.view(ctx, func(tx *tx) error {
+		_, err := tx.get(tableMeta, "last-resort", &uploaded)
+		return err
+	}); err != nil {
+		return err
+	}
+	lastResort := c.o.Now().Sub(uploaded) > lastResortMaxAge
+	n := 0
+	if count.Count < count.RefillBelow {
+		n = max(c.o.KeyPackageBatch, count.RefillBelow) - count.Count
+	}
+	if n == 0 && !lastResort {
 		return nil
 	}
-	n := max(c.o.KeyPackageBatch, count.RefillBelow) - count.Count
-	return c.uploadKeyPackages(ctx, min(n, proto.MaxKeyPackageBatch-1), false)
+	return c.uploadKeyPackages(ctx, min(n, proto.MaxKeyPackageBatch-1), lastResort)
 }
 
 // emit hands events to Options.OnEvent.

@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hush-chat/hush/client"
 	"github.com/hush-chat/hush/client/sqlite"
 	"github.com/hush-chat/hush/mls"
+	"github.com/hush-chat/hush/proto"
 )
 
 // device is one test device: a client on its own store, and the events
@@ -391,5 +393,43 @@ func TestLinkedDevice(t *testing.T) {
 	}
 	if ms, _ := alice.Members(ctx, g.ID); len(ms) != 3 {
 		t.Errorf("members = %+v", ms)
+	}
+}
+
+func TestKeyPackageRefill(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c, err := client.Open(ctx, client.Options{Storage: db, Key: client.NewStoreKey(), Transport: srv.transport,
+		KeyPackageBatch: 4, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a, err := c.Register(ctx, "http://fake", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := srv.devices[a.DeviceID]
+	if len(dev.kps) != 4 || dev.lastResort == nil {
+		t.Fatalf("registration uploaded %d KeyPackages, last resort %v", len(dev.kps), dev.lastResort != nil)
+	}
+	first := dev.lastResort
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(dev.kps) != proto.RefillBelow || !bytes.Equal(dev.lastResort, first) {
+		t.Fatalf("after a refill: %d KeyPackages (want %d), last resort replaced %v", len(dev.kps), proto.RefillBelow, !bytes.Equal(dev.lastResort, first))
+	}
+	now = now.Add(8 * 24 * time.Hour)
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(dev.kps) != proto.RefillBelow || bytes.Equal(dev.lastResort, first) {
+		t.Fatalf("a week later: %d KeyPackages, last resort replaced %v", len(dev.kps), !bytes.Equal(dev.lastResort, first))
 	}
 }

@@ -179,6 +179,12 @@ func (c *Client) claim(ctx context.Context, users []string, ownDevices []string)
 			if err := c.checkDevice(ctx, tx, user, dev, m.KeyPackage.LeafNode.SignatureKey, info, &events); err != nil {
 				return fmt.Errorf("client: refusing to add %s: %w", user, err)
 			}
+			if lt := m.KeyPackage.LeafNode.Lifetime; uint64(c.o.Now().Unix()) > lt.NotAfter {
+				// A device that has not refreshed its KeyPackages for
+				// long: leave it out rather than fail the whole change.
+				c.log.Warn("leaving out a device whose KeyPackage expired", "device", dev)
+				continue
+			}
 			out = append(out, claimedKeyPackage{user: user, device: dev, kp: m.KeyPackage})
 		}
 		return nil
