@@ -228,9 +228,9 @@ func (s *SFU) Connect(device string, send func(*proto.Call)) *Session {
 	return &Session{sfu: s, device: device, send: send, peers: make(map[roomKey]*peer)}
 }
 
-// Handle handles one "call" frame from the session's device. The errors
-// it returns are *proto.Error values, for the server to send back in an
-// error frame.
+// Handle handles one "call" frame from the session's device. Its errors
+// are *proto.Error values, for the server to send back in an error frame,
+// or what Options.Authorize returned.
 func (se *Session) Handle(ctx context.Context, c *proto.Call) error {
 	if err := validate(c); err != nil {
 		return err
