@@ -386,3 +386,29 @@ func BenchmarkGroupPrimitives(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkGroupState measures saving and restoring a member's state
+// (after the bulk add, full tree), and reports its size.
+func BenchmarkGroupState(b *testing.B) {
+	b.Run("marshal", func(b *testing.B) {
+		forSizes(b, func(b *testing.B, fx *benchFixture) {
+			g := mustLoad(b, fx.bob["full"], fx.cfg)
+			var cpu cpuClock
+			b.ResetTimer()
+			cpu.Start()
+			for b.Loop() {
+				if _, err := g.MarshalBinary(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu.Stop()
+			cpu.report(b)
+			b.ReportMetric(float64(len(fx.bob["full"])), "bytes")
+		})
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		forSizes(b, func(b *testing.B, fx *benchFixture) {
+			timed(b, func() *Group { return nil }, func(*Group) { mustLoad(b, fx.bob["full"], fx.cfg) })
+		})
+	})
+}
