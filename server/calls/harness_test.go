@@ -214,6 +214,20 @@ func (p *participant) join(ctx context.Context, onRemote func(*call.Remote)) {
 	p.h.t.Cleanup(func() { c.Leave(context.Background()) })
 }
 
+// waitFrames waits until p has decrypted n frames of a remote stream, or
+// ctx ends.
+func (p *participant) waitFrames(ctx context.Context, stream string, n int) {
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		r := p.remotes[stream]
+		p.mu.Unlock()
+		if r != nil && r.Stats().Frames >= uint64(n) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (p *participant) remoteCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
