@@ -36,18 +36,6 @@ func (tx *tx) putGroup(id string, g *mls.Group) error {
 	return tx.put(tableGroups, id, data)
 }
 
-// rosterOf lists the device ids of a group's members.
-func rosterOf(g *mls.Group) []string {
-	var out []string
-	for _, m := range g.Members() {
-		if _, dev, ok := parseCredential(m.Credential); ok {
-			out = append(out, dev)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
 // usersOf lists the users with a device in the group, sorted.
 func usersOf(g *mls.Group) []string {
 	var out []string
@@ -150,11 +138,15 @@ func (c *Client) claim(ctx context.Context, users []string, ownDevices []string)
 	if err != nil {
 		return nil, err
 	}
+	var reqs []proto.Claim
+	for chunk := range slices.Chunk(users, proto.MaxClaimTargets) {
+		reqs = append(reqs, proto.Claim{Usernames: chunk})
+	}
+	for chunk := range slices.Chunk(ownDevices, proto.MaxClaimTargets) {
+		reqs = append(reqs, proto.Claim{DeviceIDs: chunk})
+	}
 	var claimed []proto.ClaimedKeyPackage
-	for _, req := range []proto.Claim{{Usernames: users}, {DeviceIDs: ownDevices}} {
-		if len(req.Usernames)+len(req.DeviceIDs) == 0 {
-			continue
-		}
+	for _, req := range reqs {
 		var resp proto.Claimed
 		if err := c.call(ctx, "POST", proto.PathClaim, true, req, &resp); err != nil {
 			if isCode(err, proto.CodeNoKeyPackage) && len(req.Usernames) == 0 {
