@@ -407,17 +407,25 @@ func (w *ws) nextOf(typ string, timeout time.Duration) proto.Frame {
 	}
 }
 
+// write sends f with the next id, failing the test if it cannot: call it
+// from the test's goroutine only.
 func (w *ws) write(f proto.Frame) uint64 {
 	w.tb.Helper()
+	id, err := w.tryWrite(f)
+	if err != nil {
+		w.tb.Fatalf("write frame: %v", err)
+	}
+	return id
+}
+
+// tryWrite sends f with the next id.
+func (w *ws) tryWrite(f proto.Frame) (uint64, error) {
 	w.mu.Lock()
 	w.nextID++
 	f.ID = w.nextID
 	w.mu.Unlock()
 	b, _ := json.Marshal(f)
-	if err := w.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
-		w.tb.Fatalf("write frame: %v", err)
-	}
-	return f.ID
+	return f.ID, w.conn.Write(context.Background(), websocket.MessageText, b)
 }
 
 func (w *ws) close() { w.conn.Close(websocket.StatusNormalClosure, "") }

@@ -89,7 +89,7 @@ func New(st store.Store, b bus.Bus, o Options) *Service {
 
 // Rescan wakes every Feed of this node, for when notifications may have
 // been lost (the bus reconnected).
-func (s *Service) Rescan() { s.hub.all(func(f *Feed) { f.signal() }) }
+func (s *Service) Rescan() { s.hub.all((*Feed).rescan) }
 
 // CreateGroup registers a new group at epoch 0 with creator as its only
 // device.

@@ -38,9 +38,13 @@ type Feed struct {
 	unsub   func()
 	ticker  *time.Ticker
 
+	mu     sync.Mutex
+	groups map[string]uint64 // groups announced since the last Next, with their last seq
+	full   bool              // a full read is due: first read, direct mail, rescan
+
 	inbox   uint64            // highest inbox seq returned
 	pushed  map[string]uint64 // highest seq returned, by group
-	stalled bool              // Window messages are in flight
+	stalled bool              // a full read found Window messages unacknowledged
 }
 
 // Follow starts a Feed for dev. The first Next returns everything pending
@@ -52,10 +56,12 @@ func (s *Service) Follow(ctx context.Context, dev store.DeviceID) (*Feed, error)
 		typing:  make(chan proto.Typing, typingQueue),
 		revoked: make(chan struct{}),
 		pushed:  make(map[string]uint64),
+		groups:  make(map[string]uint64),
+		full:    true,
 	}
 	f.wake <- struct{}{} // read at once
 	// Subscribed before the first read, so nothing falls in between.
-	unsub, err := s.bus.Subscribe(ctx, dev, func(bus.Event) { f.signal() })
+	unsub, err := s.bus.Subscribe(ctx, dev, f.event)
 	if err != nil {
 		return nil, err
 	}
@@ -64,6 +70,22 @@ func (s *Service) Follow(ctx context.Context, dev store.DeviceID) (*Feed, error)
 	s.hub.add(f)
 	return f, nil
 }
+
+// event records a notification: a group's log grew (read just that log
+// past what was pushed), or anything else (read everything).
+func (f *Feed) event(ev bus.Event) {
+	f.mu.Lock()
+	if ev.Kind == bus.KindGroup && len(ev.Group) > 0 {
+		f.groups[string(ev.Group)] = max(f.groups[string(ev.Group)], ev.Seq)
+	} else {
+		f.full = true
+	}
+	f.mu.Unlock()
+	f.signal()
+}
+
+// rescan asks for a full read.
+func (f *Feed) rescan() { f.event(bus.Event{}) }
 
 func (f *Feed) signal() {
 	select {
@@ -101,10 +123,15 @@ func (f *Feed) Acked() {
 }
 
 // Next returns the messages pending for the device that this Feed has not
-// returned yet, or nothing while Window messages are unacknowledged. With
-// poll set it reads the store even then, and checks that the device is
-// still live (ErrRevoked if not), for revocations made through other
-// nodes.
+// returned yet, oldest first within each log.
+//
+// After a notification that a group's log grew, it reads that log past
+// what it has returned (store.FetchGroup). Otherwise (first call, direct
+// mail, rescans, polls) it reads everything pending (store.Fetch), which
+// starts at the device's cursors: once that finds Window messages
+// unacknowledged, such full reads wait for an acknowledgement or a poll.
+// With poll set it also checks that the device is still live (ErrRevoked
+// if not), for revocations made through other nodes.
 func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
 	if poll {
 		d, err := f.s.store.Device(ctx, f.dev)
@@ -115,12 +142,43 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
 			return nil, ErrRevoked
 		}
 	}
-	if f.acked.Swap(false) || poll {
-		f.stalled = false
+	f.mu.Lock()
+	groups, full := f.groups, f.full
+	f.groups, f.full = make(map[string]uint64), false
+	f.mu.Unlock()
+	if f.acked.Swap(false) && f.stalled {
+		f.stalled, full = false, true
 	}
-	if f.stalled {
-		return nil, nil
+	if poll {
+		f.stalled, full = false, true
 	}
+	if full && !f.stalled {
+		return f.readAll(ctx)
+	}
+	var out []proto.Envelope
+	for g, seq := range groups {
+		if seq <= f.pushed[g] {
+			continue // already returned by an earlier read
+		}
+		ms, err := f.s.store.FetchGroup(ctx, f.dev, store.GroupID(g), f.pushed[g], Window)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ms {
+			out = append(out, messageEnvelope(&ms[i]))
+			f.pushed[g] = ms[i].Seq
+		}
+		if len(ms) == Window { // more to read
+			f.event(bus.Event{Kind: bus.KindGroup, Group: store.GroupID(g), Seq: seq})
+		}
+	}
+	f.s.m.Deliveries.WithLabelValues("push").Add(float64(len(out)))
+	return out, nil
+}
+
+// readAll reads everything pending after the device's cursors and returns
+// what was not returned before.
+func (f *Feed) readAll(ctx context.Context) ([]proto.Envelope, error) {
 	p, err := f.s.store.Fetch(ctx, f.dev, Window)
 	if err != nil {
 		return nil, err

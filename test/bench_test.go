@@ -1,0 +1,256 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/server"
+)
+
+// The server benchmarks: loopback, SQLite in b.TempDir(), real HTTP and
+// WebSocket clients in the same process, ~350-byte MLS application
+// messages. Rate limits are off (they would cap one device at 50/s).
+// Results and profiles are in docs/BENCHMARKS.md, "Server (issue 3)".
+
+const benchPayloadSize = 350
+
+func benchServer(b *testing.B) *testServer {
+	return start(b, server.Options{
+		DataDir: b.TempDir(),
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+}
+
+// benchGroup registers n devices and a group with all of them on its
+// roster, created by the first, with a real MLS payload of about
+// benchPayloadSize bytes for its epoch 1.
+func benchGroup(b *testing.B, ts *testServer, n int) ([]*client, []byte, []byte) {
+	b.Helper()
+	cs := make([]*client, n)
+	roster := make([]string, n)
+	for i := range cs {
+		cs[i] = register(b, ts)
+		roster[i] = cs[i].device
+	}
+	m := newMember(b)
+	gid := random(32)
+	m.create(gid)
+	cs[0].createGroup(gid)
+	commit, _ := m.commit()
+	cs[0].mustSend(gid, proto.Send{ClientMsgID: "roster", Kind: proto.KindCommit, Epoch: 0, Payload: commit, Roster: roster})
+	m.merge()
+	text := strings.Repeat("x", benchPayloadSize-170)
+	payload := m.app(text)
+	if len(payload) < benchPayloadSize-40 || len(payload) > benchPayloadSize+40 {
+		b.Fatalf("payload of %d bytes", len(payload))
+	}
+	return cs, gid, payload
+}
+
+// reader consumes a device's pushes, acknowledging every ackEvery
+// messages (and whenever it catches up), and counts them.
+type reader struct {
+	w     *ws
+	gid   []byte
+	count atomic.Int64
+	seen  chan uint64 // seq of each message, if not nil
+}
+
+func startReader(b *testing.B, c *client, gid []byte, seen chan uint64) *reader {
+	r := &reader{w: c.dial(), gid: gid, seen: seen}
+	go func() {
+		var last, acked uint64
+		for {
+			var f proto.Frame
+			select {
+			case f = <-r.w.frames:
+			case <-time.After(20 * time.Millisecond):
+				if last > acked {
+					r.ack(last)
+					acked = last
+				}
+				continue
+			}
+			if f.Type == "" {
+				return
+			}
+			if f.Type != proto.FrameMessage {
+				continue
+			}
+			last = f.Message.Seq
+			r.count.Add(1)
+			if r.seen != nil {
+				r.seen <- f.Message.Seq
+			}
+			if last-acked >= 100 || len(r.w.frames) == 0 {
+				r.ack(last)
+				acked = last
+			}
+		}
+	}()
+	return r
+}
+
+func (r *reader) ack(seq uint64) {
+	data, _ := json.Marshal(proto.Frame{Type: proto.FrameAck, Ack: &proto.Ack{Acks: []proto.AckItem{{GroupID: r.gid, Seq: seq}}}})
+	r.w.conn.Write(context.Background(), websocket.MessageText, data)
+}
+
+// sender sends over its own WebSocket, one message after the other's
+// answer, as a client does.
+type sender struct {
+	w       *ws
+	gid     []byte
+	payload []byte
+	id      string
+	n       int
+}
+
+func (s *sender) send(b *testing.B) {
+	s.n++
+	f := proto.Frame{Type: proto.FrameSend, ID: uint64(s.n), Send: &proto.SendFrame{GroupID: s.gid, Send: proto.Send{
+		ClientMsgID: fmt.Sprintf("%s-%d", s.id, s.n), Kind: proto.KindApplication, Epoch: 1, Payload: s.payload}}}
+	data, _ := json.Marshal(f)
+	if err := s.w.conn.Write(context.Background(), websocket.MessageText, data); err != nil {
+		b.Error(err)
+		return
+	}
+	for f := range s.w.frames {
+		switch f.Type {
+		case proto.FrameSent:
+			return
+		case proto.FrameError:
+			b.Errorf("send: %+v", f.Error)
+			return
+		}
+	}
+}
+
+// BenchmarkLatency measures send-to-receipt latency: one device sends over
+// its WebSocket, another online device receives the push on its own.
+func BenchmarkLatency(b *testing.B) {
+	ts := benchServer(b)
+	cs, gid, payload := benchGroup(b, ts, 2)
+	seen := make(chan uint64, 1)
+	startReader(b, cs[1], gid, seen)
+	s := &sender{w: cs[0].dial(), gid: gid, payload: payload, id: "lat"}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		go s.send(b)
+		<-seen
+		lat = append(lat, time.Since(t0))
+		time.Sleep(time.Millisecond) // let the sender's answer and the ack land
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkThroughput measures messages accepted per second into one
+// group by 8 and 32 concurrent senders, each on its own WebSocket sending
+// one message after the other's answer, while one more member of the group
+// reads everything online. (The senders, members too, get pushes up to the
+// unacknowledged window.)
+func BenchmarkThroughput(b *testing.B) {
+	for _, n := range []int{8, 32} {
+		b.Run(fmt.Sprintf("senders=%d", n), func(b *testing.B) {
+			ts := benchServer(b)
+			cs, gid, payload := benchGroup(b, ts, n+1)
+			r := startReader(b, cs[n], gid, nil)
+			senders := make([]*sender, n)
+			for i := range senders {
+				senders[i] = &sender{w: cs[i].dial(), gid: gid, payload: payload, id: fmt.Sprint("s", i)}
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			t0 := time.Now()
+			for _, s := range senders {
+				wg.Go(func() {
+					for next.Add(1) <= int64(b.N) {
+						s.send(b)
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(t0)
+			for r.count.Load() < int64(b.N) && time.Since(t0) < elapsed+30*time.Second {
+				time.Sleep(time.Millisecond)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkFanout measures deliveries per second into a 50-member group,
+// every member online: four members send, and each message is pushed to
+// the 46 others' WebSockets, which acknowledge. (The senders' own
+// connections get pushes too, up to the unacknowledged window, but are
+// not counted.)
+func BenchmarkFanout(b *testing.B) {
+	const members, senders = 50, 4
+	ts := benchServer(b)
+	cs, gid, payload := benchGroup(b, ts, members)
+	var readers []*reader
+	for _, c := range cs[senders:] {
+		readers = append(readers, startReader(b, c, gid, nil))
+	}
+	ss := make([]*sender, senders)
+	for i := range ss {
+		ss[i] = &sender{w: cs[i].dial(), gid: gid, payload: payload, id: fmt.Sprint("f", i)}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	t0 := time.Now()
+	for _, s := range ss {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				s.send(b)
+			}
+		})
+	}
+	wg.Wait()
+	want := int64(b.N) * (members - senders)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got int64
+		for _, r := range readers {
+			got += r.count.Load()
+		}
+		if got >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(t0)
+	b.StopTimer()
+	var got int64
+	for _, r := range readers {
+		got += r.count.Load()
+	}
+	if got < want {
+		b.Fatalf("%d of %d deliveries", got, want)
+	}
+	b.ReportMetric(float64(got)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(0, "ns/op")
+}
