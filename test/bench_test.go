@@ -1,11 +1,13 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -108,10 +110,11 @@ func (r *reader) ack(seq uint64) {
 	r.w.conn.Write(context.Background(), websocket.MessageText, data)
 }
 
-// sender sends over its own WebSocket, one message after the other's
-// answer, as a client does.
+// sender sends, one message after the other's answer, as a client does:
+// over its own WebSocket, or over HTTP (keep-alive) when w is nil.
 type sender struct {
 	w       *ws
+	c       *client
 	gid     []byte
 	payload []byte
 	id      string
@@ -119,6 +122,10 @@ type sender struct {
 }
 
 func (s *sender) send(b *testing.B) {
+	if s.w == nil {
+		s.sendHTTP(b)
+		return
+	}
 	s.n++
 	f := proto.Frame{Type: proto.FrameSend, ID: uint64(s.n), Send: &proto.SendFrame{GroupID: s.gid, Send: proto.Send{
 		ClientMsgID: fmt.Sprintf("%s-%d", s.id, s.n), Kind: proto.KindApplication, Epoch: 1, Payload: s.payload}}}
@@ -135,6 +142,23 @@ func (s *sender) send(b *testing.B) {
 			b.Errorf("send: %+v", f.Error)
 			return
 		}
+	}
+}
+
+func (s *sender) sendHTTP(b *testing.B) {
+	s.n++
+	body, _ := json.Marshal(proto.Send{ClientMsgID: fmt.Sprintf("%s-%d", s.id, s.n), Kind: proto.KindApplication, Epoch: 1, Payload: s.payload})
+	req, _ := http.NewRequest("POST", s.c.base+groupPath(s.gid), bytes.NewReader(body))
+	req.Header.Set("Authorization", s.c.token)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Errorf("send: status %d", resp.StatusCode)
 	}
 }
 
@@ -163,10 +187,11 @@ func BenchmarkLatency(b *testing.B) {
 }
 
 // BenchmarkThroughput measures messages accepted per second into one
-// group by 8 and 32 concurrent senders, each on its own WebSocket sending
-// one message after the other's answer, while one more member of the group
-// reads everything online. (The senders, members too, get pushes up to the
-// unacknowledged window.)
+// group by 8 and 32 concurrent senders, each sending over HTTP one
+// message after the other's answer, while one more member of the group
+// reads everything online over its WebSocket. (Senders on WebSockets would
+// be online members too, and receive every message: that is
+// BenchmarkFanout's load.)
 func BenchmarkThroughput(b *testing.B) {
 	for _, n := range []int{8, 32} {
 		b.Run(fmt.Sprintf("senders=%d", n), func(b *testing.B) {
@@ -175,7 +200,7 @@ func BenchmarkThroughput(b *testing.B) {
 			r := startReader(b, cs[n], gid, nil)
 			senders := make([]*sender, n)
 			for i := range senders {
-				senders[i] = &sender{w: cs[i].dial(), gid: gid, payload: payload, id: fmt.Sprint("s", i)}
+				senders[i] = &sender{c: cs[i], gid: gid, payload: payload, id: fmt.Sprint("s", i)}
 			}
 			var next atomic.Int64
 			var wg sync.WaitGroup

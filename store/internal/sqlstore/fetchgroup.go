@@ -3,9 +3,39 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"sync"
 
 	"github.com/hush-chat/hush/store"
 )
+
+// fetchGroupSQL: the members row both checks the roster and gives the
+// cursor; the log is read by its (group_id, seq) index from the larger
+// bound on.
+const fetchGroupSQL = `SELECT m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
+	FROM members mb JOIN messages m ON m.group_id = mb.group_id AND m.seq > mb.acked AND m.seq > $3
+	WHERE mb.group_id = $2 AND mb.device_id = $1 AND m.sender <> $1 AND (m.expires_at IS NULL OR m.expires_at > $4)
+	ORDER BY m.seq LIMIT $5`
+
+// prepared is a statement prepared on first use; database/sql then keeps
+// it prepared on each connection of the pool, which spares SQLite from
+// parsing the query at every call.
+type prepared struct {
+	mu sync.Mutex
+	st *sql.Stmt
+}
+
+func (p *prepared) get(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.st == nil {
+		st, err := db.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		p.st = st
+	}
+	return p.st, nil
+}
 
 func (s *Store) FetchGroup(ctx context.Context, device store.DeviceID, group store.GroupID, after uint64, limit int) ([]store.Message, error) {
 	if limit <= 0 {
@@ -16,12 +46,11 @@ func (s *Store) FetchGroup(ctx context.Context, device store.DeviceID, group sto
 	if err != nil {
 		return nil, err
 	}
-	// The members row both checks the roster and gives the cursor; the
-	// log is read by its (group_id, seq) index from the larger bound on.
-	rows, err := s.read.QueryContext(ctx, `SELECT m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
-		FROM members mb JOIN messages m ON m.group_id = mb.group_id AND m.seq > mb.acked AND m.seq > $3
-		WHERE mb.group_id = $2 AND mb.device_id = $1 AND m.sender <> $1 AND (m.expires_at IS NULL OR m.expires_at > $4)
-		ORDER BY m.seq LIMIT $5`, device[:], []byte(group), from, micros(now()), limit)
+	st, err := s.fetchGroup.get(ctx, s.read, fetchGroupSQL)
+	if err != nil {
+		return nil, dbErr("fetch group", err)
+	}
+	rows, err := st.QueryContext(ctx, device[:], []byte(group), from, micros(now()), limit)
 	if err != nil {
 		return nil, dbErr("fetch group", err)
 	}

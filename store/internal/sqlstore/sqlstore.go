@@ -49,6 +49,8 @@ type Store struct {
 	read     *sql.DB
 	write    WriteFunc
 	claimSQL string
+
+	fetchGroup prepared // FetchGroup's query, run for every push
 }
 
 // New returns a Store that reads from read and writes through write.
