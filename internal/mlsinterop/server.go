@@ -118,9 +118,10 @@ func lookup[T any](s *Server, id uint32, what string) (T, error) {
 }
 
 // errStatus turns an error of the mls package into a gRPC status: a
-// malformed or invalid input is the caller's fault (InvalidArgument), a
-// message that does not fit the state (wrong epoch, inactive group, no
-// pending commit) a FailedPrecondition.
+// message that does not fit the state (wrong epoch, replay, inactive
+// group) is a FailedPrecondition; anything else the package rejects —
+// malformed or invalid messages, ciphertexts that do not decrypt,
+// unsupported suites — is an InvalidArgument.
 func errStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -128,10 +129,8 @@ func errStatus(err error) error {
 	switch {
 	case errors.Is(err, mls.ErrWrongEpoch), errors.Is(err, mls.ErrInactive), errors.Is(err, mls.ErrReplay):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, mls.ErrDecode), errors.Is(err, mls.ErrInvalid), errors.Is(err, mls.ErrUnsupportedCipherSuite):
-		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	return status.Error(codes.Internal, err.Error())
+	return status.Error(codes.InvalidArgument, err.Error())
 }
 
 func invalid(format string, args ...any) error {
@@ -159,13 +158,14 @@ func parse(data []byte, want mls.WireFormat, what string) (*mls.MLSMessage, erro
 	return m, nil
 }
 
+// marshal encodes a message this service made; failing that is a bug.
 func marshal(m *mls.MLSMessage) ([]byte, error) {
 	if m == nil {
 		return nil, nil
 	}
 	data, err := m.Marshal()
 	if err != nil {
-		return nil, errStatus(err)
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return data, nil
 }
@@ -983,7 +983,7 @@ func (s *Server) CreateExternalSigner(_ context.Context, req *pb.CreateExternalS
 	es := mls.ExternalSender{SignatureKey: key.Public(), Credential: mls.BasicCredential(bytes.Clone(req.GetIdentity()))}
 	data, err := es.Marshal()
 	if err != nil {
-		return nil, errStatus(err)
+		return nil, status.Error(codes.Internal, err.Error())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
