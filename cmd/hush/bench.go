@@ -220,10 +220,20 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 				err = errors.Join(err, add(profiled(name, *duration, func() (*loadgen.Result, error) { return loadgen.Fanout(ctx, cfg, g, *groupSend) })))
 			}
 		case "idle":
-			err = add(loadgen.Idle(ctx, cfg, loadgen.IdleConfig{Conns: *conns, Devices: *connDevices, Sources: *sources, Hold: *hold}))
-			if err == nil && *profile != "" {
-				logf("idle: heap profiles are taken by --profile only while the connections are open; see docs/BENCHMARKS.md")
+			if *profile != "" {
+				// Profiles of the held connections: the heap, and 10 s of
+				// CPU (what idle connections cost: pings, polls).
+				cfg.Holding = func() {
+					for i, n := range nodes.Nodes {
+						for what, file := range map[string]string{"heap": "heap", "profile?seconds=10": "cpu"} {
+							if err := n.Profile(ctx, what, filepath.Join(*profile, fmt.Sprintf("idle.node%d.%s.pprof", i+1, file))); err != nil {
+								logf("idle: %s profile of node %d: %v", file, i+1, err)
+							}
+						}
+					}
+				}
 			}
+			err = add(loadgen.Idle(ctx, cfg, loadgen.IdleConfig{Conns: *conns, Devices: *connDevices, Sources: *sources, Hold: *hold}))
 		case "":
 		default:
 			fmt.Fprintf(stderr, "hush bench: unknown workload %q\n", w)

@@ -73,19 +73,58 @@ func Idle(ctx context.Context, c *Config, ic IdleConfig) (*Result, error) {
 	time.Sleep(2 * time.Second) // let the servers settle before the first reading
 	before := readRSS(c.PIDs)
 
-	conns := make([]net.Conn, ic.Conns)
+	var (
+		mu    sync.Mutex
+		conns []*idleConn
+	)
 	defer func() {
 		for _, cn := range conns {
-			if cn != nil {
-				cn.Close()
+			cn.Close()
+		}
+	}()
+	snapshot := func() []*idleConn {
+		mu.Lock()
+		defer mu.Unlock()
+		return conns[:len(conns):len(conns)]
+	}
+	// The pinger keeps every open connection alive from the start: the
+	// server closes one silent for 90 s, and opening many takes longer.
+	stopPings := make(chan struct{})
+	pingsDone := make(chan struct{})
+	go func() {
+		defer close(pingsDone)
+		t := time.NewTicker(ic.PingEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopPings:
+				return
+			case <-t.C:
+				cs := snapshot()
+				n := pingAll(cs, ic.Concurrency)
+				c.logf("idle: %d of %d connections answered a ping", n, len(cs))
 			}
 		}
 	}()
+	stopPinger := func() {
+		select {
+		case <-stopPings:
+		default:
+			close(stopPings)
+			<-pingsDone
+		}
+	}
+	defer stopPinger()
+
 	t = time.Now()
-	var opened atomic.Int64
+	var failed atomic.Int64
+	var firstErr atomic.Value
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(ic.Concurrency)
-	for i := range conns {
+	for i := range ic.Conns {
+		if failed.Load() > int64(ic.Conns/20)+10 {
+			break // the server is saturated: report what it holds
+		}
 		g.Go(func() error {
 			server := c.Servers[i%len(c.Servers)]
 			var src net.IP
@@ -94,10 +133,18 @@ func Idle(ctx context.Context, c *Config, ic IdleConfig) (*Result, error) {
 			}
 			cn, err := dialRaw(gctx, server, devs[i%len(devs)].Token, src)
 			if err != nil {
-				return fmt.Errorf("connection %d (from %v): %w", i, src, err)
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, fmt.Errorf("connection %d (from %v): %w", i, src, err))
+				return nil
 			}
-			conns[i] = cn
-			if n := opened.Add(1); n%10000 == 0 {
+			mu.Lock()
+			conns = append(conns, &idleConn{Conn: cn})
+			n := len(conns)
+			mu.Unlock()
+			if n%10000 == 0 {
 				c.logf("idle: %d connections open", n)
 			}
 			return nil
@@ -105,34 +152,31 @@ func Idle(ctx context.Context, c *Config, ic IdleConfig) (*Result, error) {
 	}
 	err = g.Wait()
 	connectTime := time.Since(t)
-	r := &Result{Workload: "idle", Nodes: len(c.Servers), Conns: int(opened.Load()),
-		ConnectPerSec: float64(opened.Load()) / connectTime.Seconds()}
-	if err != nil {
-		r.FirstError = err.Error()
-		r.Errors = 1
-		c.logf("idle: stopped opening connections after %d: %v", opened.Load(), err)
+	opened := len(snapshot())
+	r := &Result{Workload: "idle", Nodes: len(c.Servers), Conns: opened, Errors: failed.Load(),
+		ConnectPerSec: float64(opened) / connectTime.Seconds()}
+	if e, ok := firstErr.Load().(error); ok {
+		r.FirstError = e.Error()
+		c.logf("idle: %d connection attempts failed; the first: %v", failed.Load(), e)
 	}
-	c.logf("idle: %d connections open in %v (%.0f/s); holding for %v", opened.Load(), connectTime.Round(time.Millisecond), r.ConnectPerSec, ic.Hold)
+	if err != nil {
+		return r, err
+	}
+	c.logf("idle: %d connections open in %v (%.0f/s); holding for %v", opened, connectTime.Round(time.Millisecond), r.ConnectPerSec, ic.Hold)
 
 	time.Sleep(3 * time.Second)
 	after := readRSS(c.PIDs)
 	r.setRSS(c.PIDs, before, after, r.Conns)
-	deadline := time.Now().Add(ic.Hold)
-	for time.Until(deadline) > ic.PingEvery {
-		select {
-		case <-ctx.Done():
-			return r, ctx.Err()
-		case <-time.After(ic.PingEvery):
-		}
-		n := pingAll(conns, ic.Concurrency)
-		c.logf("idle: %d of %d connections answered a ping", n, r.Conns)
+	if c.Holding != nil {
+		c.Holding()
 	}
 	select {
 	case <-ctx.Done():
 		return r, ctx.Err()
-	case <-time.After(time.Until(deadline)):
+	case <-time.After(ic.Hold):
 	}
-	r.ConnsHeld = pingAll(conns, ic.Concurrency)
+	stopPinger()
+	r.ConnsHeld = pingAll(snapshot(), ic.Concurrency)
 	r.Seconds = ic.Hold.Seconds()
 	// The highest reading, in case memory grew while held.
 	final := readRSS(c.PIDs)
@@ -151,9 +195,15 @@ func Idle(ctx context.Context, c *Config, ic IdleConfig) (*Result, error) {
 	return r, nil
 }
 
-// pingAll pings every connection and returns how many answered; those
-// that did not are closed and forgotten.
-func pingAll(conns []net.Conn, workers int) int {
+// idleConn is a held connection; dead once a ping failed.
+type idleConn struct {
+	net.Conn
+	dead atomic.Bool
+}
+
+// pingAll pings every live connection and returns how many answered;
+// those that did not are closed and marked dead.
+func pingAll(conns []*idleConn, workers int) int {
 	var ok atomic.Int64
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
@@ -166,12 +216,12 @@ func pingAll(conns []net.Conn, workers int) int {
 					return
 				}
 				cn := conns[i]
-				if cn == nil {
+				if cn.dead.Load() {
 					continue
 				}
 				if err := ping(cn, buf); err != nil {
+					cn.dead.Store(true)
 					cn.Close()
-					conns[i] = nil
 					continue
 				}
 				ok.Add(1)

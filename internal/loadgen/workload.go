@@ -29,6 +29,9 @@ type Config struct {
 	Count int
 	// PIDs are server processes whose memory is reported.
 	PIDs []int
+	// Holding, if not nil, is called by the idle workload once its
+	// connections are open (and measured), while they are held.
+	Holding func()
 	// Log, if not nil, receives progress lines.
 	Log  func(format string, args ...any)
 	HTTP *http.Client
