@@ -119,14 +119,7 @@ func (t *HTTPTransport) Connect(ctx context.Context, auth string) (PushConn, err
 	u := *t.base
 	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	u.Path += proto.PathWebSocket
-	h := http.Header{}
-	h.Set(proto.HeaderAuthorization, auth)
-	h.Set(proto.HeaderVersion, strconv.Itoa(proto.Version))
-	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
-		HTTPClient:   t.client,
-		HTTPHeader:   h,
-		Subprotocols: []string{proto.WebSocketProtocol},
-	})
+	conn, resp, err := websocket.Dial(ctx, u.String(), dialOptions(t.client, auth))
 	if err != nil {
 		if resp != nil && resp.Body != nil {
 			var pe proto.Error
