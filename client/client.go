@@ -50,7 +50,8 @@ type Client struct {
 	db  *store
 	log *slog.Logger
 
-	mu sync.Mutex // serialises state-changing operations
+	mu       sync.Mutex // serialises state-changing operations
+	refilled time.Time  // last KeyPackage check; guarded by mu
 
 	amu  sync.Mutex // guards acct, tr and live
 	acct *accountRecord

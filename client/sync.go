@@ -26,15 +26,26 @@ import (
 const inboxCursor = "inbox"
 
 // Sync fetches and processes everything the server holds for this
-// device, then tops up its KeyPackages if they run low.
+// device, then tops up its KeyPackages if they run low (checked at most
+// once a minute).
 func (c *Client) Sync(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.syncLocked(ctx); err != nil {
 		return err
 	}
-	return c.refillKeyPackages(ctx)
+	if now := c.o.Now(); now.Sub(c.refilled) >= refillInterval {
+		if err := c.refillKeyPackages(ctx); err != nil {
+			return err
+		}
+		c.refilled = now
+	}
+	return nil
 }
+
+// refillInterval spaces the KeyPackage checks of a device that syncs
+// often (on every push, under Run).
+const refillInterval = time.Minute
 
 // maxSyncRounds bounds the fetches of one sync.
 const maxSyncRounds = 1000
