@@ -138,6 +138,10 @@ func create(dir string, passphrase []byte) (*client.StoreKey, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
+	// SQLite gives its -wal and -shm files the database file's mode.
+	if err := writeNew(filepath.Join(dir, DBFile), nil); err != nil {
+		return nil, err
+	}
 	if passphrase != nil {
 		salt := make([]byte, client.SaltSize)
 		rand.Read(salt)

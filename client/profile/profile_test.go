@@ -29,6 +29,9 @@ func TestKeyFile(t *testing.T) {
 	if di, _ := os.Stat(dir); di.Mode().Perm() != 0o700 {
 		t.Errorf("profile directory mode %o", di.Mode().Perm())
 	}
+	if fi, _ := os.Stat(filepath.Join(dir, profile.DBFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("database mode %o", fi.Mode().Perm())
+	}
 	if _, err := profile.Open(ctx, dir, profile.Options{Create: true}); !errors.Is(err, profile.ErrExists) {
 		t.Errorf("create over a profile = %v", err)
 	}
