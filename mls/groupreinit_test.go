@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// resumeTestGroup returns alice's group with bob (and the other clients) in it.
+// resumeTestGroup returns alice's group, which the other clients have
+// joined, and their groups.
 func resumeTestGroup(t *testing.T, cs CipherSuite, others ...*testClient) (*Group, []*Group) {
 	t.Helper()
 	alice := newTestClient(t, cs, "alice")

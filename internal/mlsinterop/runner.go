@@ -362,8 +362,7 @@ func (p *player) step(ctx context.Context, i int, st Step) error {
 	case "fullCommit":
 		return p.fullCommit(ctx, i, st)
 	case "commit":
-		_, err := p.commit(ctx, i, st)
-		return err
+		return p.commit(ctx, i, st)
 	case "handleCommit":
 		return p.handleCommit(ctx, st)
 	case "handlePendingCommit":
@@ -666,24 +665,24 @@ type commitParams struct {
 
 // commit sends a Commit (step "commit" or the first half of "fullCommit")
 // and records its outputs.
-func (p *player) commit(ctx context.Context, i int, st Step) (*commitParams, error) {
+func (p *player) commit(ctx context.Context, i int, st Step) error {
 	var params commitParams
 	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return nil, err
+		return err
 	}
 	req, _, err := p.commitRequest(&params)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	resp, err := p.sendCommit(ctx, st.Actor, req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p.out[i]["commit"], p.out[i]["welcome"] = resp.GetCommit(), resp.GetWelcome()
 	if params.ExternalTree {
 		p.out[i]["ratchet_tree"] = resp.GetRatchetTree()
 	}
-	return &params, nil
+	return nil
 }
 
 func (p *player) commitRequest(params *commitParams) (*pb.CommitRequest, [][]byte, error) {

@@ -649,6 +649,9 @@ func (s *Server) Commit(_ context.Context, req *pb.CommitRequest) (*pb.CommitRes
 	if err != nil {
 		return nil, err
 	}
+	if m.group.HasPendingCommit() {
+		return nil, status.Error(codes.FailedPrecondition, "a commit is already pending")
+	}
 	if err := m.receiveProposals(req.GetByReference()); err != nil {
 		return nil, err
 	}
