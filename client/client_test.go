@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -432,4 +433,28 @@ func TestKeyPackageRefill(t *testing.T) {
 	if len(dev.kps) != proto.RefillBelow || bytes.Equal(dev.lastResort, first) {
 		t.Fatalf("a week later: %d KeyPackages, last resort replaced %v", len(dev.kps), !bytes.Equal(dev.lastResort, first))
 	}
+}
+
+// TestCatchUpPages receives more than one fetch holds.
+func TestCatchUpPages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends many messages")
+	}
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	cv, err := alice.Direct(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range proto.MaxFetch + 20 {
+		text := fmt.Sprintf("m%03d", i)
+		if _, err := alice.SendText(ctx, cv.ID, text); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, "alice: "+text)
+	}
+	mustSync(t, bob)
+	equal(t, "bob", texts(t, bob, cv.ID), want)
 }

@@ -405,3 +405,46 @@ func TestE2EPlaintextAbsence(t *testing.T) {
 		}
 	}
 }
+
+// TestE2EEpochConflict has two members commit on the same epoch: the
+// server takes one, and the other client catches up and commits again.
+func TestE2EEpochConflict(t *testing.T) {
+	ctx := context.Background()
+	s := startE2E(t)
+	alice, bob := s.register(t, "alice"), s.register(t, "bob")
+	carol, dave := s.register(t, "carol"), s.register(t, "dave")
+	g, err := alice.CreateGroup(ctx, "race", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.sync()
+	if err := bob.AddMembers(ctx, g.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	// alice has not seen bob's commit: hers is refused, then redone.
+	if err := alice.AddMembers(ctx, g.ID, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	alice.send(g.ID, "all four of us")
+	for _, d := range []*e2eDevice{bob, carol, dave} {
+		d.sync()
+		if ms, err := d.Members(ctx, g.ID); err != nil || len(ms) != 4 {
+			t.Fatalf("members: %+v, %v", ms, err)
+		}
+		lines := d.lines(g.ID)
+		if len(lines) == 0 || lines[len(lines)-1] != "alice: all four of us" {
+			t.Errorf("%v", lines)
+		}
+	}
+	n := 0
+	alice.sends.mu.Lock()
+	for _, sd := range alice.sends.all {
+		if sd.Kind == "commit" {
+			n++
+		}
+	}
+	alice.sends.mu.Unlock()
+	if n != 3 { // the group's first commit, the refused one, the retry
+		t.Errorf("alice sent %d commits, want 3", n)
+	}
+}
