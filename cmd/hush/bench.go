@@ -225,8 +225,8 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 				// CPU (what idle connections cost: pings, polls).
 				cfg.Holding = func() {
 					for i, n := range nodes.Nodes {
-						for what, file := range map[string]string{"heap": "heap", "profile?seconds=10": "cpu"} {
-							if err := n.Profile(ctx, what, filepath.Join(*profile, fmt.Sprintf("idle.node%d.%s.pprof", i+1, file))); err != nil {
+						for what, file := range map[string]string{"heap": "heap.pprof", "heap?debug=1": "memstats.txt", "goroutine?debug=1": "goroutines.txt", "profile?seconds=10": "cpu.pprof"} {
+							if err := n.Profile(ctx, what, filepath.Join(*profile, fmt.Sprintf("idle.node%d.%s", i+1, file))); err != nil {
 								logf("idle: %s profile of node %d: %v", file, i+1, err)
 							}
 						}

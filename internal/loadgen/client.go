@@ -223,10 +223,10 @@ func (c *Conn) read() {
 	}
 }
 
-// ackLoop acknowledges what arrived, every few milliseconds, so that the
+// ackLoop acknowledges what arrived, every 20 ms (or after 64 messages), so that the
 // server's window of unacknowledged pushes never fills.
 func (c *Conn) ackLoop() {
-	t := time.NewTicker(5 * time.Millisecond)
+	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {

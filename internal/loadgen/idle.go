@@ -170,11 +170,13 @@ func Idle(ctx context.Context, c *Config, ic IdleConfig) (*Result, error) {
 	if c.Holding != nil {
 		c.Holding()
 	}
+	cpu0 := sampleCPU(c.PIDs)
 	select {
 	case <-ctx.Done():
 		return r, ctx.Err()
 	case <-time.After(ic.Hold):
 	}
+	r.setCPU(cpu0, sampleCPU(c.PIDs)) // what holding them cost
 	stopPinger()
 	r.ConnsHeld = pingAll(snapshot(), ic.Concurrency)
 	r.Seconds = ic.Hold.Seconds()

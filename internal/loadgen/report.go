@@ -8,7 +8,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 )
 
 // Result is what one workload measured.
@@ -44,6 +46,76 @@ type Result struct {
 	RSS           []RSS   `json:"server_rss,omitempty"`
 	RSSPerConnKiB float64 `json:"rss_per_conn_kib,omitempty"`
 	ConnectPerSec float64 `json:"connects_per_sec,omitempty"`
+	// ServerCPU is the CPU time the server processes used while the
+	// messages were sent and delivered, and BenchCPU this process's: on a
+	// machine shared with other work, CPU per message is steadier than
+	// messages per second.
+	ServerCPU float64 `json:"server_cpu_seconds,omitempty"`
+	BenchCPU  float64 `json:"bench_cpu_seconds,omitempty"`
+	// ServerCPUPerMsg is ServerCPU per accepted message, in
+	// milliseconds (and per delivery).
+	ServerCPUPerMsgMs      float64 `json:"server_cpu_ms_per_msg,omitempty"`
+	ServerCPUPerDeliveryMs float64 `json:"server_cpu_ms_per_delivery,omitempty"`
+	// MachineBusy is the share of the whole machine's CPU time that was
+	// busy meanwhile (everything on it: servers, databases, this process,
+	// other work).
+	MachineBusy float64 `json:"machine_busy,omitempty"`
+}
+
+// cpuSample is the CPU time used so far by the servers and this process,
+// and the machine's busy and total CPU time (/proc/stat, all CPUs).
+type cpuSample struct{ server, bench, busy, total float64 }
+
+func sampleCPU(pids []int) cpuSample {
+	var s cpuSample
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces) in parentheses.
+		_, rest, ok := strings.Cut(string(b), ") ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		s.server += (ut + st) / 100 // USER_HZ is 100 on Linux
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		for i, v := range f[1:] {
+			n, _ := strconv.ParseFloat(v, 64)
+			s.total += n / 100
+			if i != 3 && i != 4 { // idle, iowait
+				s.busy += n / 100
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.bench = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	return s
+}
+
+func (r *Result) setCPU(before, after cpuSample) {
+	r.ServerCPU = after.server - before.server
+	r.BenchCPU = after.bench - before.bench
+	if t := after.total - before.total; t > 0 {
+		r.MachineBusy = (after.busy - before.busy) / t
+	}
+	if r.Accepted > 0 {
+		r.ServerCPUPerMsgMs = r.ServerCPU * 1000 / float64(r.Accepted)
+	}
+	if r.Delivered > 0 {
+		r.ServerCPUPerDeliveryMs = r.ServerCPU * 1000 / float64(r.Delivered)
+	}
 }
 
 // Percentiles of latency, in milliseconds, over N deliveries.
@@ -122,7 +194,7 @@ func WriteTable(w io.Writer, env Environment, rs []*Result) {
 	}
 	fmt.Fprintf(w, "; %d CPUs, load average %s at start\n\n", env.CPUs, env.Load1)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tnodes\tmembers\tsenders\taccepted/s\tdelivered/s\tp50 ms\tp95 ms\tp99 ms\tlost\terrors\tconns\tRSS/conn KiB\t")
+	fmt.Fprintln(tw, "workload\tnodes\tmembers\tsenders\taccepted/s\tdelivered/s\tp50 ms\tp95 ms\tp99 ms\tlost\terrors\tconns\tRSS/conn KiB\tsrv CPU s\tbench CPU s\tmachine busy\t")
 	for _, r := range rs {
 		perConn := "-"
 		if r.RSSPerConnKiB != 0 {
@@ -132,9 +204,13 @@ func WriteTable(w io.Writer, env Environment, rs []*Result) {
 		if r.ConnsHeld != 0 || r.Workload == "idle" {
 			conns = fmt.Sprintf("%d/%d", r.ConnsHeld, r.Conns)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t\n",
+		srv := "-"
+		if r.ServerCPU > 0 {
+			srv = fmt.Sprintf("%.1f", r.ServerCPU)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%.1f\t%.0f%%\t\n",
 			r.Workload, r.Nodes, r.Members, r.Senders, r.AcceptedPerSec, r.DeliveredPerSec,
-			r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Lost, r.Errors, conns, perConn)
+			r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Lost, r.Errors, conns, perConn, srv, r.BenchCPU, 100*r.MachineBusy)
 	}
 	tw.Flush()
 	for _, r := range rs {

@@ -168,6 +168,7 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 	var accepted, errs atomic.Int64
 	var firstErr atomic.Value
 	receivers := int64(len(g.Members) - 1)
+	cpu0 := sampleCPU(c.PIDs)
 	t0 := time.Now()
 	// Senders start no message after the deadline, and finish the ones
 	// under way, so that every delivery belongs to an answered send.
@@ -216,6 +217,7 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 	sending := time.Since(t0)
 	want := accepted.Load() * receivers
 	got := tr.wait(want, time.Now().Add(30*time.Second))
+	cpu1 := sampleCPU(c.PIDs)
 	tr.mu.Lock()
 	last := tr.last
 	lat := slices.Clone(tr.lat)
@@ -238,6 +240,7 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 		r.FirstError = e.Error()
 	}
 	r.setRSS(c.PIDs, rssBefore, readRSS(c.PIDs), 0)
+	r.setCPU(cpu0, cpu1)
 	return r, nil
 }
 
