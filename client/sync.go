@@ -232,11 +232,15 @@ func (b *batch) process(env *proto.Envelope, key string) error {
 		err = b.groupMessage(env, key)
 	}
 	var s skipError
-	if errors.As(err, &s) {
-		b.c.log.Warn("skipping a message that does not process", "log", shortID(key), "seq", env.Seq, "reason", s.reason)
-		return nil
+	if !errors.As(err, &s) {
+		return err
 	}
-	return err
+	b.c.log.Warn("skipping a message that does not process", "log", shortID(key), "seq", env.Seq, "reason", s.reason)
+	if env.Kind == proto.KindCommit && !env.Inbox {
+		b.events = append(b.events, Event{Type: EventWarning, Conversation: key,
+			Text: "a change to this conversation could not be applied; messages after it may not decrypt on this device"})
+	}
+	return nil
 }
 
 // skipError marks an envelope that cannot be processed, ever.
