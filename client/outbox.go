@@ -229,6 +229,7 @@ func (c *Client) sendContent(ctx context.Context, conv string, ct *Content) (*Me
 		return nil, err
 	}
 	if err := c.deliver(ctx, key, ob); err != nil {
+		c.emit(events) // the message is saved, pending or failed
 		if !permanent(err) {
 			return nil, fmt.Errorf("client: message saved, to be sent on the next sync: %w", err)
 		}
