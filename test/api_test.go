@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/hush-chat/hush/proto"
 )
@@ -458,8 +461,26 @@ func testWebSocket(t *testing.T, ts *testServer) {
 		t.Fatalf("live after catch-up: %+v", f.Message)
 	}
 
-	// A device that is neither authenticated nor using the subprotocol
-	// cannot connect; the browser form of credentials works.
+	// The browser form of credentials, a second subprotocol, works too.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(p.b.base, "http") + proto.PathWebSocket
+	token := strings.TrimPrefix(p.b.token, "Bearer ")
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{
+		proto.WebSocketProtocol, proto.WebSocketAuthPrefix + base64.RawURLEncoding.EncodeToString([]byte(token))}})
+	if err != nil {
+		t.Fatalf("dial with subprotocol credentials: %v", err)
+	}
+	if conn.Subprotocol() != proto.WebSocketProtocol {
+		t.Fatalf("selected subprotocol %q", conn.Subprotocol())
+	}
+	_, data, err := conn.Read(ctx)
+	if err != nil || !strings.Contains(string(data), `"hello"`) {
+		t.Fatalf("first frame over subprotocol credentials: %q %v", data, err)
+	}
+	conn.CloseNow()
+
+	// A device that is not authenticated cannot connect.
 	bad := &client{tb: t, base: p.b.base, http: httpClient, token: "Bearer nope"}
 	resp := bad.request("GET", proto.PathWebSocket, "", nil)
 	resp.Body.Close()

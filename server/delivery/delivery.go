@@ -37,6 +37,7 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -82,7 +83,7 @@ func New(st store.Store, b bus.Bus, o Options) *Service {
 	return &Service{
 		store: st, bus: b, log: o.Logger, m: o.Metrics,
 		retention: o.Retention, poll: o.PollInterval,
-		rosters: rosterCache{m: make(map[string]*roster)},
+		rosters: rosterCache{m: make(map[string]*roster), inflight: make(map[string]int)},
 		hub:     hub{m: make(map[store.DeviceID]map[*Feed]struct{})},
 	}
 }
@@ -123,17 +124,24 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 		}
 		if !a.Duplicate {
 			s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
-			s.wakeGroup(ctx, group, sender, a.Seq)
+			m.Seq, m.SentAt = a.Seq, a.SentAt
+			s.wakeGroup(ctx, &m)
 		}
 		return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
 	}
 
-	if a, err = s.store.AppendCommit(ctx, m, req.Epoch, members); err != nil {
+	s.rosters.begin(group)
+	a, err = s.store.AppendCommit(ctx, m, req.Epoch, members)
+	if err != nil || a.Duplicate {
+		s.rosters.end(group, nil)
+	} else {
+		s.rosters.end(group, newRoster(dedupe(members), req.Epoch+1))
+	}
+	if err != nil {
 		return proto.Sent{}, err
 	}
 	if !a.Duplicate {
 		s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
-		s.rosters.set(group, newRoster(dedupe(members)))
 	}
 	// The commit is final; its Welcomes are delivered at least once: a
 	// retried commit (Duplicate) delivers them again, in case the first
@@ -142,7 +150,8 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 		return proto.Sent{}, err
 	}
 	if !a.Duplicate {
-		s.wakeGroup(ctx, group, sender, a.Seq)
+		m.Seq, m.SentAt = a.Seq, a.SentAt
+		s.wakeGroup(ctx, &m)
 	}
 	return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
 }
@@ -171,19 +180,32 @@ func (s *Service) deliverWelcomes(ctx context.Context, sender store.DeviceID, gr
 }
 
 // wakeGroup tells every device on the group's roster but the sender that
-// the log has grown to seq.
-func (s *Service) wakeGroup(ctx context.Context, group store.GroupID, sender store.DeviceID, seq uint64) {
-	r, err := s.rosters.get(ctx, s.store, group)
+// the log has grown to m.Seq, on every node. The Feeds of this node are
+// also handed m itself, encoded once for all of them, so that they need
+// not read it back from the store; that is done only for a message of an
+// epoch the cached roster is known for (an application message or
+// proposal no newer than the last commit this node knows), so that a
+// roster changed by a commit stored elsewhere is never used for content.
+func (s *Service) wakeGroup(ctx context.Context, m *store.Message) {
+	r, err := s.rosters.get(ctx, s.store, m.GroupID)
 	if err != nil {
 		// The message is stored; the devices will find it at their next
 		// poll or reconnect.
-		s.log.Warn("wake group: read roster", "group", group, "err", err)
+		s.log.Warn("wake group: read roster", "group", m.GroupID, "err", err)
 		return
 	}
-	ev := bus.Event{Kind: bus.KindGroup, Group: group, Seq: seq}
+	var frame []byte
+	if m.Kind != store.KindCommit && m.Epoch <= r.epoch {
+		frame = encodeMessage(m)
+	}
+	ev := bus.Event{Kind: bus.KindGroup, Group: m.GroupID, Seq: m.Seq}
 	for _, d := range r.devices {
-		if d != sender {
-			s.publish(ctx, d, ev)
+		if d == m.Sender {
+			continue
+		}
+		s.publish(ctx, d, ev)
+		if frame != nil {
+			s.hub.each(d, func(f *Feed) { f.offer(m.GroupID, m.Seq, frame) })
 		}
 	}
 }
@@ -314,6 +336,16 @@ func protoKind(k store.Kind) proto.Kind {
 		return proto.KindCommit
 	}
 	return proto.KindWelcome
+}
+
+// encodeMessage encodes the message frame that pushes m.
+func encodeMessage(m *store.Message) []byte {
+	env := messageEnvelope(m)
+	b, err := json.Marshal(proto.Frame{Type: proto.FrameMessage, Message: &env})
+	if err != nil {
+		panic(err) // cannot fail: the envelope has only marshalable fields
+	}
+	return b
 }
 
 func messageEnvelope(m *store.Message) proto.Envelope {

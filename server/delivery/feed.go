@@ -1,8 +1,11 @@
 package delivery
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +41,11 @@ type Feed struct {
 	unsub   func()
 	ticker  *time.Ticker
 
-	mu     sync.Mutex
-	groups map[string]uint64 // groups announced since the last Next, with their last seq
-	full   bool              // a full read is due: first read, direct mail, rescan
+	mu      sync.Mutex
+	groups  map[string]uint64  // groups announced since the last Next, with their last seq
+	offers  map[string][]offer // messages handed over since the last Next, by group
+	offered int                // len of all offers
+	full    bool               // a full read is due: first read, direct mail, rescan
 
 	inbox   uint64            // highest inbox seq returned
 	pushed  map[string]uint64 // highest seq returned, by group
@@ -57,6 +62,7 @@ func (s *Service) Follow(ctx context.Context, dev store.DeviceID) (*Feed, error)
 		revoked: make(chan struct{}),
 		pushed:  make(map[string]uint64),
 		groups:  make(map[string]uint64),
+		offers:  make(map[string][]offer),
 		full:    true,
 	}
 	f.wake <- struct{}{} // read at once
@@ -82,6 +88,27 @@ func (f *Feed) event(ev bus.Event) {
 	}
 	f.mu.Unlock()
 	f.signal()
+}
+
+// offer is a message accepted by this node, encoded as its push frame.
+type offer struct {
+	seq   uint64
+	frame []byte
+}
+
+// maxOffers bounds the offers kept for a Feed that is behind; past it they
+// are dropped, and the store is read instead.
+const maxOffers = 4 * Window
+
+// offer hands the Feed a message of group with sequence number seq,
+// encoded as its push frame. Its notification comes too.
+func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte) {
+	f.mu.Lock()
+	if f.offered < maxOffers {
+		f.offers[string(group)] = append(f.offers[string(group)], offer{seq, frame})
+		f.offered++
+	}
+	f.mu.Unlock()
 }
 
 // rescan asks for a full read.
@@ -122,17 +149,21 @@ func (f *Feed) Acked() {
 	f.signal()
 }
 
-// Next returns the messages pending for the device that this Feed has not
-// returned yet, oldest first within each log.
+// Next returns the message frames (encoded proto.Frame of type
+// FrameMessage) pending for the device that this Feed has not returned
+// yet, oldest first within each log.
 //
-// After a notification that a group's log grew, it reads that log past
-// what it has returned (store.FetchGroup). Otherwise (first call, direct
-// mail, rescans, polls) it reads everything pending (store.Fetch), which
-// starts at the device's cursors: once that finds Window messages
-// unacknowledged, such full reads wait for an acknowledgement or a poll.
-// With poll set it also checks that the device is still live (ErrRevoked
-// if not), for revocations made through other nodes.
-func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
+// Messages accepted by this node are handed to its Feeds directly
+// (offer) and returned without a store read when they follow what was
+// returned before in their log. After a notification that a log grew
+// past that, Next reads the log past what it returned (store.FetchGroup).
+// Otherwise (first call, direct mail, rescans, polls) it reads everything
+// pending (store.Fetch), which starts at the device's cursors: once that
+// finds Window messages unacknowledged, such full reads wait for an
+// acknowledgement or a poll. With poll set Next also checks that the
+// device is still live (ErrRevoked if not), for revocations made through
+// other nodes.
+func (f *Feed) Next(ctx context.Context, poll bool) ([][]byte, error) {
 	if poll {
 		d, err := f.s.store.Device(ctx, f.dev)
 		if err != nil {
@@ -143,8 +174,8 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
 		}
 	}
 	f.mu.Lock()
-	groups, full := f.groups, f.full
-	f.groups, f.full = make(map[string]uint64), false
+	groups, offers, full := f.groups, f.offers, f.full
+	f.groups, f.offers, f.full, f.offered = make(map[string]uint64), make(map[string][]offer), false, 0
 	f.mu.Unlock()
 	if f.acked.Swap(false) && f.stalled {
 		f.stalled, full = false, true
@@ -152,24 +183,47 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
 	if poll {
 		f.stalled, full = false, true
 	}
+	var out [][]byte
+	var err error
 	if full && !f.stalled {
-		return f.readAll(ctx)
+		out, err = f.readAll(ctx)
+		if err != nil {
+			return nil, err
+		}
 	}
-	var out []proto.Envelope
+	// Offered messages that continue what was returned need no read.
+	for g, os := range offers {
+		last, known := f.pushed[g]
+		if !known {
+			continue
+		}
+		slices.SortFunc(os, func(a, b offer) int { return cmp.Compare(a.seq, b.seq) })
+		for _, o := range os {
+			if o.seq == last+1 {
+				out = append(out, o.frame)
+				last = o.seq
+			}
+		}
+		f.pushed[g] = last
+	}
 	for g, seq := range groups {
-		if seq <= f.pushed[g] {
-			continue // already returned by an earlier read
+		if last, known := f.pushed[g]; known && seq <= last {
+			continue // already returned
 		}
 		ms, err := f.s.store.FetchGroup(ctx, f.dev, store.GroupID(g), f.pushed[g], Window)
 		if err != nil {
 			return nil, err
 		}
 		for i := range ms {
-			out = append(out, messageEnvelope(&ms[i]))
+			out = append(out, encodeMessage(&ms[i]))
 			f.pushed[g] = ms[i].Seq
 		}
 		if len(ms) == Window { // more to read
 			f.event(bus.Event{Kind: bus.KindGroup, Group: store.GroupID(g), Seq: seq})
+		} else {
+			// Everything up to seq that is pending has been read; the
+			// rest is acknowledged, the device's own, or not for it.
+			f.pushed[g] = max(f.pushed[g], seq)
 		}
 	}
 	f.s.m.Deliveries.WithLabelValues("push").Add(float64(len(out)))
@@ -178,27 +232,31 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([]proto.Envelope, error) {
 
 // readAll reads everything pending after the device's cursors and returns
 // what was not returned before.
-func (f *Feed) readAll(ctx context.Context) ([]proto.Envelope, error) {
+func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
 	p, err := f.s.store.Fetch(ctx, f.dev, Window)
 	if err != nil {
 		return nil, err
 	}
 	f.stalled = len(p.Direct)+len(p.Messages) >= Window
-	var out []proto.Envelope
+	var out [][]byte
 	for i := range p.Direct {
 		if d := &p.Direct[i]; d.Seq > f.inbox {
-			out = append(out, directEnvelope(d))
+			env := directEnvelope(d)
+			b, err := json.Marshal(proto.Frame{Type: proto.FrameMessage, Message: &env})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, b)
 			f.inbox = d.Seq
 		}
 	}
 	for i := range p.Messages {
 		m := &p.Messages[i]
 		if m.Seq > f.pushed[string(m.GroupID)] {
-			out = append(out, messageEnvelope(m))
+			out = append(out, encodeMessage(m))
 			f.pushed[string(m.GroupID)] = m.Seq
 		}
 	}
-	f.s.m.Deliveries.WithLabelValues("push").Add(float64(len(out)))
 	return out, nil
 }
 

@@ -119,9 +119,14 @@ func (s *session) write(ctx context.Context, f *proto.Frame) error {
 	if err != nil {
 		return err
 	}
+	return s.writeRaw(ctx, b)
+}
+
+// writeRaw sends one encoded frame.
+func (s *session) writeRaw(ctx context.Context, frame []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, b)
+	return s.conn.Write(ctx, websocket.MessageText, frame)
 }
 
 // push writes the device's pending messages and typing signals until ctx
@@ -129,7 +134,7 @@ func (s *session) write(ctx context.Context, f *proto.Frame) error {
 func (s *session) push(ctx context.Context) {
 	poll := false
 	for {
-		envs, err := s.feed.Next(ctx, poll)
+		frames, err := s.feed.Next(ctx, poll)
 		if errors.Is(err, delivery.ErrRevoked) {
 			s.conn.Close(websocket.StatusPolicyViolation, "device revoked")
 			return
@@ -141,8 +146,8 @@ func (s *session) push(ctx context.Context) {
 			}
 			return
 		}
-		for i := range envs {
-			if s.write(ctx, &proto.Frame{Type: proto.FrameMessage, Message: &envs[i]}) != nil {
+		for _, frame := range frames {
+			if s.writeRaw(ctx, frame) != nil {
 				return
 			}
 		}

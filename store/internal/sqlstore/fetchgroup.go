@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"sync"
 
 	"github.com/hush-chat/hush/store"
@@ -10,11 +11,14 @@ import (
 
 // fetchGroupSQL: the members row both checks the roster and gives the
 // cursor; the log is read by its (group_id, seq) index from the larger
-// bound on.
-const fetchGroupSQL = `SELECT m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
+// bound on. Parameters that can change SQLite's query plan make it
+// re-prepare the statement at each call, so the expiry check and the limit
+// are applied in Go: the rows stream in order, and reading stops at the
+// limit.
+var fetchGroupSQL = `SELECT m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
 	FROM members mb JOIN messages m ON m.group_id = mb.group_id AND m.seq > mb.acked AND m.seq > $3
-	WHERE mb.group_id = $2 AND mb.device_id = $1 AND m.sender <> $1 AND (m.expires_at IS NULL OR m.expires_at > $4)
-	ORDER BY m.seq LIMIT $5`
+	WHERE mb.group_id = $2 AND mb.device_id = $1 AND m.sender <> $1
+	ORDER BY m.seq LIMIT ` + strconv.Itoa(store.MaxFetchLimit)
 
 // prepared is a statement prepared on first use; database/sql then keeps
 // it prepared on each connection of the pool, which spares SQLite from
@@ -50,13 +54,14 @@ func (s *Store) FetchGroup(ctx context.Context, device store.DeviceID, group sto
 	if err != nil {
 		return nil, dbErr("fetch group", err)
 	}
-	rows, err := st.QueryContext(ctx, device[:], []byte(group), from, micros(now()), limit)
+	t := now()
+	rows, err := st.QueryContext(ctx, device[:], []byte(group), from)
 	if err != nil {
 		return nil, dbErr("fetch group", err)
 	}
 	defer rows.Close()
 	var out []store.Message
-	for rows.Next() {
+	for len(out) < limit && rows.Next() {
 		m := store.Message{GroupID: group}
 		var seq, kind, epoch, sent int64
 		var expires sql.NullInt64
@@ -64,6 +69,9 @@ func (s *Store) FetchGroup(ctx context.Context, device store.DeviceID, group sto
 			return nil, dbErr("fetch group", err)
 		}
 		m.Seq, m.Kind, m.Epoch, m.SentAt, m.ExpiresAt = uint64(seq), store.Kind(kind), uint64(epoch), fromMicros(sent), fromNullMicros(expires)
+		if m.ExpiresAt != nil && !m.ExpiresAt.After(t) {
+			continue // expired, awaiting the purge
+		}
 		out = append(out, m)
 	}
 	return out, dbErr("fetch group", rows.Err())
