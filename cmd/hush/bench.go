@@ -38,7 +38,8 @@ receiver instead.
 Workloads (--workloads):
   latency   one message at a time between two devices (on two nodes of a cluster)
   senders   N devices send into one conversation at once (--senders 8,32)
-  group     a few members of a G-member group send, all others receive (--groups 50,100)
+  group     a few members of a G-member group send, all others receive (--groups 50,100;
+            --conversations K runs K such groups at once, and K conversations of senders)
   idle      --conns authenticated WebSockets held open (--hold), spread over
             source addresses 127.0.0.1..127.0.0.K to pass the per-address
             port limit; server RSS per connection
@@ -74,6 +75,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 		senders     = fs.String("senders", "8,32", "senders: concurrent senders into one conversation, per run")
 		groups      = fs.String("groups", "50,100", "group: group sizes, per run")
 		groupSend   = fs.Int("group-senders", 4, "group: how many members send")
+		convs       = fs.Int("conversations", 1, "senders and group: run this many conversations at once, each with its own members and senders")
 		conns       = fs.Int("conns", 10000, "idle: connections to hold")
 		connDevices = fs.Int("conn-devices", 0, "idle: devices they authenticate as (default one per connection)")
 		sources     = fs.Int("sources", 0, fmt.Sprintf("idle: loopback source addresses to spread over (default conns/%d, rounded up)", loadgen.PortsPerAddress))
@@ -101,7 +103,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 	}
 	raiseNofile(*nofile, logf)
 
-	cfg := &loadgen.Config{MLS: *realMLS, Duration: *duration, Count: *count, Log: logf, HTTP: loadgen.NewHTTPClient()}
+	cfg := &loadgen.Config{MLS: *realMLS, Duration: *duration, Count: *count, Groups: *convs, Log: logf, HTTP: loadgen.NewHTTPClient()}
 	env := loadgen.Environment{CPUs: runtime.NumCPU(), Load1: loadavg(), Go: runtime.Version()}
 	var nodes *loadgen.Spawned
 	switch {

@@ -75,6 +75,12 @@ func TestWorkloads(t *testing.T) {
 			checkFlow(t, r, err)
 			r, err = Fanout(ctx, c, 6, 2)
 			checkFlow(t, r, err)
+			c.Groups = 3
+			r, err = Fanout(ctx, c, 4, 1)
+			checkFlow(t, r, err)
+			if r.Conns != 12 || r.Workload != "3xgroup-4" {
+				t.Fatalf("three conversations: %+v", r)
+			}
 		})
 	}
 }

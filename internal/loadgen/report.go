@@ -19,6 +19,7 @@ type Result struct {
 	Nodes        int     `json:"nodes"`
 	Members      int     `json:"members,omitempty"`
 	Senders      int     `json:"senders,omitempty"`
+	Groups       int     `json:"groups,omitempty"`
 	MLS          bool    `json:"real_mls"`
 	PayloadBytes int     `json:"payload_bytes,omitempty"`
 	Seconds      float64 `json:"seconds"`

@@ -27,6 +27,9 @@ type Config struct {
 	// Count is the number of one-at-a-time round trips of the latency
 	// workload.
 	Count int
+	// Groups is how many conversations the senders and group workloads
+	// run at once, each with its own members and senders (1 if zero).
+	Groups int
 	// PIDs are server processes whose memory is reported.
 	PIDs []int
 	// Holding, if not nil, is called by the idle workload once its
@@ -131,9 +134,24 @@ func Fanout(ctx context.Context, c *Config, g, senders int) (*Result, error) {
 	return run(ctx, c, spec{name: fmt.Sprintf("group-%d", g), members: g, senders: min(senders, g)})
 }
 
-func run(ctx context.Context, c *Config, s spec) (*Result, error) {
-	c.logf("%s: registering %d devices on %d node(s)", s.name, s.members, len(c.Servers))
-	devs, err := RegisterMany(ctx, c.HTTP, c.Servers, s.members, 32)
+// conversation is one group of a workload, its members' connections and
+// its tracker.
+type conversation struct {
+	g     *Group
+	tr    *tracker
+	conns []*Conn
+}
+
+func (cv *conversation) close() {
+	for _, cn := range cv.conns {
+		if cn != nil {
+			cn.Close()
+		}
+	}
+}
+
+func openConversation(ctx context.Context, c *Config, members int) (*conversation, error) {
+	devs, err := RegisterMany(ctx, c.HTTP, c.Servers, members, 32)
 	if err != nil {
 		return nil, err
 	}
@@ -141,100 +159,139 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := newTracker()
-	conns := make([]*Conn, len(g.Members))
-	defer func() {
-		for _, cn := range conns {
-			if cn != nil {
-				cn.Close()
-			}
-		}
-	}()
+	cv := &conversation{g: g, tr: newTracker(), conns: make([]*Conn, len(g.Members))}
 	for i, m := range g.Members {
 		onMessage := func(env *proto.Envelope, at time.Time) {
 			if env.Inbox || env.Kind != proto.KindApplication || string(env.GroupID) != string(g.ID) {
 				return
 			}
 			g.Receive(m, env)
-			tr.received(env.Seq, at)
+			cv.tr.received(env.Seq, at)
 		}
-		if conns[i], err = Dial(ctx, m.Dev, onMessage); err != nil {
+		if cv.conns[i], err = Dial(ctx, m.Dev, onMessage); err != nil {
+			cv.close()
 			return nil, err
 		}
 	}
-	c.logf("%s: %d members online, %d sending (payload %d bytes, %s)", s.name, len(conns), s.senders, g.PayloadLen(), map[bool]string{true: "real MLS per message", false: "pre-encrypted MLS"}[c.MLS])
+	return cv, nil
+}
+
+func run(ctx context.Context, c *Config, s spec) (*Result, error) {
+	groups := max(1, c.Groups)
+	if s.lockstep {
+		groups = 1
+	}
+	name := s.name
+	if groups > 1 {
+		name = fmt.Sprintf("%dx%s", groups, s.name)
+	}
+	c.logf("%s: registering %d devices on %d node(s)", name, groups*s.members, len(c.Servers))
+	var cvs []*conversation
+	defer func() {
+		for _, cv := range cvs {
+			cv.close()
+		}
+	}()
+	for range groups {
+		cv, err := openConversation(ctx, c, s.members)
+		if err != nil {
+			return nil, err
+		}
+		cvs = append(cvs, cv)
+	}
+	c.logf("%s: %d members online, %d sending (payload %d bytes, %s)", name, groups*s.members, groups*s.senders, cvs[0].g.PayloadLen(), map[bool]string{true: "real MLS per message", false: "pre-encrypted MLS"}[c.MLS])
 	rssBefore := readRSS(c.PIDs)
 
 	var accepted, errs atomic.Int64
 	var firstErr atomic.Value
-	receivers := int64(len(g.Members) - 1)
+	receivers := int64(s.members - 1)
 	cpu0 := sampleCPU(c.PIDs)
 	t0 := time.Now()
 	// Senders start no message after the deadline, and finish the ones
 	// under way, so that every delivery belongs to an answered send.
 	deadline := t0.Add(c.Duration)
 	var wg sync.WaitGroup
-	for i := range s.senders {
-		m, conn := g.Members[i], conns[i]
-		wg.Go(func() {
-			for n := 0; ctx.Err() == nil && (s.lockstep && n < s.count || !s.lockstep && time.Now().Before(deadline)); n++ {
-				payload, err := g.Payload(m)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					errs.Add(1)
-					return
-				}
-				start := time.Now()
-				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				sent, err := conn.Send(sctx, g.ID, proto.Send{
-					ClientMsgID: fmt.Sprintf("%d-%d", i, n), Kind: proto.KindApplication, Epoch: g.Epoch, Payload: payload,
-				})
-				cancel()
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					firstErr.CompareAndSwap(nil, err)
-					errs.Add(1)
-					if errors.Is(err, errClosed) {
-						return
-					}
-					continue
-				}
-				tr.sent(sent.Seq, start)
-				a := accepted.Add(1)
-				if s.lockstep {
-					if tr.wait(a*receivers, time.Now().Add(10*time.Second)) < a*receivers {
-						firstErr.CompareAndSwap(nil, errors.New("a message was not delivered within 10s"))
+	for _, cv := range cvs {
+		g, tr := cv.g, cv.tr
+		var groupAccepted atomic.Int64
+		for i := range s.senders {
+			m, conn := g.Members[i], cv.conns[i]
+			wg.Go(func() {
+				for n := 0; ctx.Err() == nil && (s.lockstep && n < s.count || !s.lockstep && time.Now().Before(deadline)); n++ {
+					payload, err := g.Payload(m)
+					if err != nil {
+						firstErr.CompareAndSwap(nil, err)
 						errs.Add(1)
 						return
 					}
+					start := time.Now()
+					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					sent, err := conn.Send(sctx, g.ID, proto.Send{
+						ClientMsgID: fmt.Sprintf("%d-%d", i, n), Kind: proto.KindApplication, Epoch: g.Epoch, Payload: payload,
+					})
+					cancel()
+					if err != nil {
+						if ctx.Err() != nil {
+							return
+						}
+						firstErr.CompareAndSwap(nil, err)
+						errs.Add(1)
+						if errors.Is(err, errClosed) {
+							return
+						}
+						continue
+					}
+					tr.sent(sent.Seq, start)
+					accepted.Add(1)
+					a := groupAccepted.Add(1)
+					if s.lockstep {
+						if tr.wait(a*receivers, time.Now().Add(10*time.Second)) < a*receivers {
+							firstErr.CompareAndSwap(nil, errors.New("a message was not delivered within 10s"))
+							errs.Add(1)
+							return
+						}
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 	wg.Wait()
 	sending := time.Since(t0)
 	want := accepted.Load() * receivers
-	got := tr.wait(want, time.Now().Add(30*time.Second))
+	var got int64
+	var last time.Time
+	var lat []time.Duration
+	var decryptErrors int64
+	waitUntil := time.Now().Add(30 * time.Second)
+	for _, cv := range cvs {
+		cv.tr.mu.Lock()
+		n := int64(len(cv.tr.start))
+		cv.tr.mu.Unlock()
+		got += cv.tr.wait(n*receivers, waitUntil)
+	}
 	cpu1 := sampleCPU(c.PIDs)
-	tr.mu.Lock()
-	last := tr.last
-	lat := slices.Clone(tr.lat)
-	tr.mu.Unlock()
+	for _, cv := range cvs {
+		cv.tr.mu.Lock()
+		if cv.tr.last.After(last) {
+			last = cv.tr.last
+		}
+		lat = append(lat, cv.tr.lat...)
+		cv.tr.mu.Unlock()
+		decryptErrors += cv.g.DecryptErrors.Load()
+	}
 	delivering := last.Sub(t0)
 	if delivering < sending {
 		delivering = sending
 	}
 	r := &Result{
-		Workload: s.name, Nodes: len(c.Servers), Members: s.members, Senders: s.senders, MLS: c.MLS,
-		PayloadBytes: g.PayloadLen(), Seconds: sending.Seconds(),
+		Workload: name, Nodes: len(c.Servers), Members: s.members, Senders: s.senders, Groups: groups, MLS: c.MLS,
+		PayloadBytes: cvs[0].g.PayloadLen(), Seconds: sending.Seconds(),
 		Accepted: accepted.Load(), Delivered: got, Lost: want - got, Errors: errs.Load(),
 		AcceptedPerSec:  float64(accepted.Load()) / sending.Seconds(),
 		DeliveredPerSec: float64(got) / delivering.Seconds(),
 		Latency:         percentiles(lat),
-		DecryptErrors:   g.DecryptErrors.Load(),
-		Conns:           len(conns),
+		DecryptErrors:   decryptErrors,
+		Conns:           groups * s.members,
 	}
 	if e, ok := firstErr.Load().(error); ok {
 		r.FirstError = e.Error()
