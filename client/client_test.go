@@ -437,18 +437,16 @@ func TestKeyPackageRefill(t *testing.T) {
 
 // TestCatchUpPages receives more than one fetch holds.
 func TestCatchUpPages(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sends many messages")
-	}
 	ctx := context.Background()
 	srv := newFakeServer()
+	srv.page = 7
 	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
 	cv, err := alice.Direct(ctx, "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var want []string
-	for i := range proto.MaxFetch + 20 {
+	for i := range 30 {
 		text := fmt.Sprintf("m%03d", i)
 		if _, err := alice.SendText(ctx, cv.ID, text); err != nil {
 			t.Fatal(err)

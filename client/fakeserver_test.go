@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -35,6 +36,9 @@ type fakeServer struct {
 	sent [][]byte
 	// conflicts counts commits refused for a stale epoch.
 	conflicts int
+	// page is how many messages a fetch returns at most (default
+	// proto.MaxFetch).
+	page int
 }
 
 type fakeUser struct {
@@ -360,8 +364,9 @@ func (s *fakeServer) fetch(dev *fakeDevice) proto.Messages {
 			}
 		}
 	}
-	if len(out.Messages) > proto.MaxFetch {
-		out.Messages, out.More = out.Messages[:proto.MaxFetch], true
+	page := cmp.Or(s.page, proto.MaxFetch)
+	if len(out.Messages) > page {
+		out.Messages, out.More = out.Messages[:page], true
 	}
 	return out
 }
