@@ -114,6 +114,7 @@ func (g *Group) resolve(list []ProposalOrRef, committer Sender) ([]resolvedPropo
 // joiner is the new leaf of an external commit's path: the only member an
 // external commit may remove is an earlier leaf of the same client.
 func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNode) (*staging, error) {
+	g.tree.index() // built once, then shared with every staged clone
 	st := &staging{
 		g:         g,
 		committer: committer,
@@ -252,10 +253,7 @@ func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNod
 			return nil, err
 		}
 	}
-	members, err := st.tree.memberIndex()
-	if err != nil {
-		return nil, err
-	}
+	members := st.tree.index() // kept up to date as the tree changes
 	// Step 2: Updates.
 	for _, rp := range updates {
 		l := leafIndex(rp.sender.Index)
@@ -263,11 +261,9 @@ func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNod
 		if err := validateLeafNode(g.suite, &st.ctx, leaf, l, SourceUpdate); err != nil {
 			return nil, err
 		}
-		old := st.tree.leaf(l)
-		if err := members.check(l, leaf, old); err != nil {
+		if err := members.check(l, leaf, st.tree.leaf(l)); err != nil {
 			return nil, err
 		}
-		members.set(l, old, leaf)
 		if err := st.tree.updateLeaf(l, leaf); err != nil {
 			return nil, err
 		}
@@ -280,7 +276,6 @@ func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNod
 		if st.external && !sameIdentity(old, joiner) {
 			return nil, errorf("an external commit may only remove the joiner's old leaf")
 		}
-		members.set(l, old, nil)
 		st.removed = append(st.removed, RemovedMember{Index: uint32(l), Leaf: *old})
 		if g.priv != nil && l == g.priv.self {
 			st.selfRemoved = true
@@ -289,23 +284,29 @@ func (g *Group) stage(list []resolvedProposal, committer Sender, joiner *LeafNod
 			return nil, err
 		}
 	}
-	// Step 4: Adds, in order.
+	// Step 4: Adds, in order. What each KeyPackage is checked for on its
+	// own (§10.1, §7.3: two signatures, its lifetime and keys, its leaf
+	// against the new group context) depends on nothing else: those checks
+	// run in parallel first. The leaf's signature is verified once, by
+	// validateKeyPackage.
 	now := g.cfg.Now()
+	err := parallel(len(adds), func(k int) error {
+		kp := &adds[k].proposal.Add.KeyPackage
+		if err := validateKeyPackage(kp, g.suite.id, now, g.cfg.MaxLifetime); err != nil {
+			return err
+		}
+		return checkLeafNode(g.suite, &st.ctx, &kp.LeafNode, 0)
+	})
+	if err != nil {
+		return nil, err
+	}
 	for _, rp := range adds {
 		kp := &rp.proposal.Add.KeyPackage
-		if err := validateKeyPackage(kp, g.suite.id, now, g.cfg.MaxLifetime); err != nil {
-			return nil, err
-		}
 		leaf := kp.LeafNode.clone()
-		if err := validateLeafNode(g.suite, &st.ctx, leaf, 0, SourceKeyPackage); err != nil {
-			return nil, err
-		}
 		if err := members.check(noLeaf, leaf, nil); err != nil {
 			return nil, err
 		}
-		i := st.tree.addLeaf(leaf)
-		members.set(i, nil, leaf)
-		st.added = append(st.added, i)
+		st.added = append(st.added, st.tree.addLeaf(leaf))
 		st.addedKPs = append(st.addedKPs, kp)
 	}
 	// Every member must support the (possibly new) group context.
@@ -460,11 +461,7 @@ func (g *Group) stageReceivedCommit(ac *AuthenticatedContent) (*StagedCommit, er
 		sender.Index = uint32(committer)
 	}
 	if c.Path != nil {
-		members, err := st.tree.memberIndex()
-		if err != nil {
-			return nil, err
-		}
-		if err := checkPathLeaf(g.suite, &st.ctx, members, committer, &c.Path.LeafNode, st.tree.leaf(committer)); err != nil {
+		if err := checkPathLeaf(g.suite, &st.ctx, st.tree.index(), committer, &c.Path.LeafNode, st.tree.leaf(committer)); err != nil {
 			return nil, err
 		}
 		if err := st.tree.mergeUpdatePath(committer, c.Path, g.ctx.GroupID); err != nil {
@@ -543,9 +540,13 @@ func (g *Group) privAfterUpdates(st *staging) (*treePrivate, error) {
 // checkPathLeaf validates the new leaf of an UpdatePath (§12.4.2) at
 // index at, replacing old (nil for an external committer): a valid
 // commit-source leaf whose keys are fresh among members, the group's
-// leaves before the path.
-func checkPathLeaf(s *suite, gc *GroupContext, members *memberIndex, at leafIndex, leaf, old *LeafNode) error {
-	if err := validateLeafNode(s, gc, leaf, at, SourceCommit); err != nil {
+// leaves before the path. Its signature is mergeUpdatePath's to verify,
+// which always follows.
+func checkPathLeaf(s *suite, gc *GroupContext, members *treeKeys, at leafIndex, leaf, old *LeafNode) error {
+	if leaf.Source != SourceCommit {
+		return errorf("update path leaf node source is %d", leaf.Source)
+	}
+	if err := checkLeafNode(s, gc, leaf, at); err != nil {
 		return err
 	}
 	return members.check(at, leaf, old)
@@ -802,15 +803,35 @@ type CommitOptions struct {
 	// InlineTree puts the ratchet tree in the Welcome's GroupInfo, so that
 	// new members need not fetch it (§12.4.3.3).
 	InlineTree bool
+	// GroupInfo asks for CommitResult.GroupInfo (by default there is none).
+	GroupInfo GroupInfoOption
 	// AuthenticatedData travels in the clear, authenticated.
 	AuthenticatedData []byte
 	// SkipCached leaves the proposals cached this epoch out of the commit.
 	SkipCached bool
 }
 
+// GroupInfoOption says whether a commit also returns the signed GroupInfo
+// of the epoch it starts, with the external_pub extension, which clients
+// need to join by external commit (§12.4.3.2).
+type GroupInfoOption uint8
+
+const (
+	// NoGroupInfo returns none: the commit costs O(log n) in a full tree.
+	// [Group.GroupInfo] builds one once the commit is merged.
+	NoGroupInfo GroupInfoOption = iota
+	// GroupInfoExternalTree returns one without the ratchet tree, which
+	// joiners then get out of band: one more signature.
+	GroupInfoExternalTree
+	// GroupInfoInlineTree returns one with the ratchet_tree extension
+	// (§12.4.3.3): the whole tree is encoded and signed, O(n) in the size
+	// of the group.
+	GroupInfoInlineTree
+)
+
 // CommitResult is what a commit produces: the commit to send to the group,
-// the Welcome for new members (nil when there are none) and the GroupInfo
-// of the new epoch (with the external_pub extension, for external joins).
+// the Welcome for new members (nil when there are none) and, when
+// CommitOptions.GroupInfo asks for it, the GroupInfo of the new epoch.
 type CommitResult struct {
 	Commit    *MLSMessage
 	Welcome   *MLSMessage
@@ -913,39 +934,46 @@ func (g *Group) commit(list []ProposalOrRef, o CommitOptions) (*CommitResult, er
 		return nil, err
 	}
 	res := &CommitResult{Commit: msg, Staged: sc}
-	gi, err := g.groupInfoFor(sc, o.InlineTree)
-	if err != nil {
-		sc.wipe()
-		return nil, err
-	}
 	if len(st.added) > 0 {
-		recipients := make([]welcomeRecipient, len(st.added))
-		for i, l := range st.added {
-			recipients[i].keyPackage = st.addedKPs[i]
-			if path != nil {
-				recipients[i].pathSecret, _ = path.pathSecretFor(l)
-			}
+		if res.Welcome, err = g.welcome(st, sc, path, o.InlineTree); err != nil {
+			sc.wipe()
+			return nil, err
 		}
-		w, err := newWelcome(g.suite, gi, sc.secrets.welcome, sc.secrets.joiner, st.psks, recipients)
-		for _, r := range recipients {
-			clear(r.pathSecret)
-		}
+	}
+	if o.GroupInfo != NoGroupInfo {
+		gi, err := g.groupInfoFor(sc, o.GroupInfo == GroupInfoInlineTree)
 		if err != nil {
 			sc.wipe()
 			return nil, err
 		}
-		res.Welcome = &MLSMessage{WireFormat: WireFormatWelcome, Welcome: w}
+		res.GroupInfo = &MLSMessage{WireFormat: WireFormatGroupInfo, GroupInfo: gi}
 	}
-	// The GroupInfo published for external joiners carries the tree and
-	// the external public key (§12.4.3.2).
-	pub, err := g.groupInfoFor(sc, true)
-	if err != nil {
-		sc.wipe()
-		return nil, err
-	}
-	res.GroupInfo = &MLSMessage{WireFormat: WireFormatGroupInfo, GroupInfo: pub}
 	g.pending = sc
 	return res, nil
+}
+
+// welcome builds the Welcome of our commit sc for the members st added,
+// giving each the path secret it needs when the commit has a path.
+func (g *Group) welcome(st *staging, sc *StagedCommit, path *pendingPath, inlineTree bool) (*MLSMessage, error) {
+	gi, err := g.groupInfoFor(sc, inlineTree)
+	if err != nil {
+		return nil, err
+	}
+	recipients := make([]welcomeRecipient, len(st.added))
+	for i, l := range st.added {
+		recipients[i].keyPackage = st.addedKPs[i]
+		if path != nil {
+			recipients[i].pathSecret, _ = path.pathSecretFor(l)
+		}
+	}
+	w, err := newWelcome(g.suite, gi, sc.secrets.welcome, sc.secrets.joiner, st.psks, recipients)
+	for _, r := range recipients {
+		clear(r.pathSecret)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &MLSMessage{WireFormat: WireFormatWelcome, Welcome: w}, nil
 }
 
 // groupInfoFor builds and signs the GroupInfo of the epoch sc starts.

@@ -232,18 +232,16 @@ func ExternalJoin(gim *MLSMessage, key *SignatureKey, cred Credential, o Externa
 		return nil, nil, err
 	}
 	self := st.tree.freeLeaf()
-	members, err := st.tree.memberIndex()
-	if err != nil {
-		return nil, nil, err
-	}
+	// The members will check our new leaf as §12.4.2 says, against the
+	// tree before the path; a leaf they would reject (say, for a required
+	// capability we lack) fails here.
+	members := *st.tree.index()
 	path, err := st.tree.createUpdatePath(self, leaf, key, g.ctx.GroupID)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer path.wipe()
-	// The members will check our new leaf as §12.4.2 says; a leaf they
-	// would reject (say, for a required capability we lack) fails here.
-	if err := checkPathLeaf(s, &st.ctx, members, self, path.leaf, nil); err != nil {
+	if err := checkPathLeaf(s, &st.ctx, &members, self, path.leaf, nil); err != nil {
 		path.priv.wipe()
 		return nil, nil, err
 	}

@@ -213,6 +213,12 @@ func UnmarshalGroup(data []byte, cfg Config) (*Group, error) {
 		g.Wipe()
 		return nil, err
 	}
+	// Index the keys of the trees commits will be staged on now, in O(n)
+	// like the rest of loading, rather than in the first commit.
+	g.tree.index()
+	if g.pending != nil {
+		g.pending.tree.index()
+	}
 	return g, nil
 }
 

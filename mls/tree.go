@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"slices"
+	"sync/atomic"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -91,28 +92,67 @@ const (
 // ratchetTree is the public state of a group's ratchet tree. Its nodes
 // always form a full tree of 2^d leaves (2^(d+1)-1 nodes). It caches the
 // tree hash of every node, so that after a change only the hashes on the
-// changed node's direct path are recomputed.
+// changed node's direct path are recomputed, and it can keep an index of
+// its members' keys (treeKeys), updated with every change.
+//
+// The nodes live in copy-on-write chunks of chunkSize nodes, so that clone
+// copies one pointer per chunk and a change copies only the chunks it
+// touches: staging a commit on a clone of a large tree costs O(log n)
+// chunk copies, not a copy of the tree.
 type ratchetTree struct {
-	suite *suite
-	nodes []node
-	// hashes[x] is the cached tree hash of node x, or nil when stale.
-	// Invariant: when hashes[x] is nil, so is the hash of every ancestor.
-	hashes [][]byte
+	suite  *suite
+	chunks []*nodeChunk
+	width  int // number of nodes
+	// version identifies this tree among the trees sharing its chunks:
+	// only a chunk whose owner is version may be written in place.
+	version uint64
+	// keys indexes the tree's keys once indexed is set (see index).
+	keys    treeKeys
+	indexed bool
 	// free is a search hint: every leaf below it is non-blank.
 	free leafIndex
 }
 
+// chunkSize is the number of nodes in a nodeChunk (a power of two).
+const (
+	chunkBits = 5
+	chunkSize = 1 << chunkBits
+)
+
+// nodeChunk holds chunkSize consecutive nodes and their cached tree
+// hashes: hashes[i] is the tree hash of the chunk's node i, or nil when
+// stale. Invariant: when a node's hash is nil, so is every ancestor's.
+type nodeChunk struct {
+	owner  uint64
+	nodes  [chunkSize]node
+	hashes [chunkSize][]byte
+}
+
+// treeVersions hands out tree versions; 0 is never used.
+var treeVersions atomic.Uint64
+
+func newTreeVersion() uint64 { return treeVersions.Add(1) }
+
 // newRatchetTree returns the one-leaf tree of a new group's creator (§11).
 // The tree takes ownership of leaf.
 func newRatchetTree(s *suite, leaf *LeafNode) *ratchetTree {
-	return &ratchetTree{suite: s, nodes: []node{{leaf: leaf}}, hashes: make([][]byte, 1)}
+	t := &ratchetTree{suite: s, version: newTreeVersion()}
+	t.resize(1)
+	t.setNode(0, node{leaf: leaf})
+	return t
 }
 
 // numLeaves is the number of leaves, blank or not (a power of two).
-func (t *ratchetTree) numLeaves() uint32 { return uint32(len(t.nodes)+1) / 2 }
+func (t *ratchetTree) numLeaves() uint32 { return uint32(t.width+1) / 2 }
 
 // root is the index of the root node.
 func (t *ratchetTree) root() nodeIndex { return root(t.numLeaves()) }
+
+// node returns node x, which must lie in the tree. Its leaf or parent
+// must not be modified.
+func (t *ratchetTree) node(x nodeIndex) node {
+	return t.chunks[x>>chunkBits].nodes[x&(chunkSize-1)]
+}
 
 // leaf returns the LeafNode at leaf i, or nil when the leaf is blank or
 // outside the tree. The result must not be modified.
@@ -120,45 +160,97 @@ func (t *ratchetTree) leaf(i leafIndex) *LeafNode {
 	if uint32(i) >= t.numLeaves() {
 		return nil
 	}
-	return t.nodes[i.node()].leaf
+	return t.node(i.node()).leaf
 }
 
 // parentNode returns the ParentNode at node x, or nil when it is blank.
 // The result must not be modified.
 func (t *ratchetTree) parentNode(x nodeIndex) *ParentNode {
-	if int(x) >= len(t.nodes) {
+	if int(x) >= t.width {
 		return nil
 	}
-	return t.nodes[x].parent
+	return t.node(x).parent
 }
 
 // clone returns a copy of t that can be changed without affecting t, for
-// staging a commit. It shares the (immutable) nodes and cached hashes.
+// staging a commit. The two share their chunks, cached hashes and key
+// index until either changes them: clone costs one pointer per chunk.
+// Both get new versions, so that neither writes a shared chunk in place.
 func (t *ratchetTree) clone() *ratchetTree {
-	return &ratchetTree{
-		suite:  t.suite,
-		nodes:  slices.Clone(t.nodes),
-		hashes: slices.Clone(t.hashes),
-		free:   t.free,
-	}
+	t.version = newTreeVersion()
+	c := *t
+	c.chunks = slices.Clone(t.chunks)
+	c.version = newTreeVersion()
+	return &c
 }
 
-// setNode replaces node x and invalidates the cached hashes it affects.
+// writable returns the chunk of node x, first copying it if t does not
+// own it.
+func (t *ratchetTree) writable(x nodeIndex) *nodeChunk {
+	c := t.chunks[x>>chunkBits]
+	if c.owner != t.version {
+		cp := *c
+		cp.owner = t.version
+		c = &cp
+		t.chunks[x>>chunkBits] = c
+	}
+	return c
+}
+
+// setNode replaces node x, keeping the key index up to date, and
+// invalidates the cached hashes it affects.
 func (t *ratchetTree) setNode(x nodeIndex, n node) {
-	t.nodes[x] = n
+	c := t.writable(x)
+	if t.indexed {
+		t.keys.replace(c.nodes[x&(chunkSize-1)], n)
+	}
+	c.nodes[x&(chunkSize-1)] = n
 	t.invalidate(x)
+}
+
+// cachedHash returns the cached tree hash of node x, or nil.
+func (t *ratchetTree) cachedHash(x nodeIndex) []byte {
+	return t.chunks[x>>chunkBits].hashes[x&(chunkSize-1)]
+}
+
+// cacheHash records h as the tree hash of node x.
+func (t *ratchetTree) cacheHash(x nodeIndex, h []byte) {
+	t.writable(x).hashes[x&(chunkSize-1)] = h
 }
 
 // invalidate drops the cached tree hashes of x and its ancestors.
 func (t *ratchetTree) invalidate(x nodeIndex) {
 	r := t.root()
-	for t.hashes[x] != nil {
-		t.hashes[x] = nil
+	for t.cachedHash(x) != nil {
+		t.cacheHash(x, nil)
 		if x == r {
 			return
 		}
 		x = x.parent()
 	}
+}
+
+// resize makes the tree width nodes wide. New nodes are blank; dropped
+// ones must be.
+func (t *ratchetTree) resize(width int) {
+	old := t.width
+	n := (width + chunkSize - 1) >> chunkBits
+	if width < old {
+		clear(t.chunks[n:]) // let the dropped chunks be collected
+		t.chunks, t.width = t.chunks[:n], width
+		return
+	}
+	// The tail of the last chunk may hold what a truncation left there.
+	if end := min(width, len(t.chunks)<<chunkBits); old < end {
+		c := t.writable(nodeIndex(old))
+		lo, hi := old&(chunkSize-1), (end-1)&(chunkSize-1)+1
+		clear(c.nodes[lo:hi])
+		clear(c.hashes[lo:hi])
+	}
+	for len(t.chunks) < n {
+		t.chunks = append(t.chunks, &nodeChunk{owner: t.version})
+	}
+	t.width = width
 }
 
 // blankLeaf blanks leaf i, keeping the search hint for free leaves.
@@ -170,7 +262,7 @@ func (t *ratchetTree) blankLeaf(i leafIndex) {
 // blankDirectPath blanks every parent node on the direct path of leaf i.
 func (t *ratchetTree) blankDirectPath(i leafIndex) {
 	for _, x := range directPath(i.node(), t.numLeaves()) {
-		if !t.nodes[x].blank() {
+		if !t.node(x).blank() {
 			t.setNode(x, node{})
 		}
 	}
@@ -182,7 +274,7 @@ func (t *ratchetTree) blankDirectPath(i leafIndex) {
 func (t *ratchetTree) freeLeaf() leafIndex {
 	n := t.numLeaves()
 	for i := t.free; uint32(i) < n; i++ {
-		if t.nodes[i.node()].blank() {
+		if t.node(i.node()).blank() {
 			t.free = i
 			return i
 		}
@@ -195,11 +287,7 @@ func (t *ratchetTree) freeLeaf() leafIndex {
 // extend doubles the number of leaves: the old tree becomes the left
 // subtree of a new blank root whose right subtree is all blank (§7.7).
 // Node indices of the old tree do not change, nor do its cached hashes.
-func (t *ratchetTree) extend() {
-	grow := len(t.nodes) + 1
-	t.nodes = append(t.nodes, make([]node, grow)...)
-	t.hashes = append(t.hashes, make([][]byte, grow)...)
-}
+func (t *ratchetTree) extend() { t.resize(2*t.width + 1) }
 
 // addLeaf places leaf at the leftmost blank leaf (extending the tree when
 // there is none), adds it to the unmerged leaves of every non-blank parent
@@ -208,7 +296,7 @@ func (t *ratchetTree) extend() {
 func (t *ratchetTree) addLeaf(leaf *LeafNode) leafIndex {
 	i := t.freeLeaf()
 	for _, x := range directPath(i.node(), t.numLeaves()) {
-		if p := t.nodes[x].parent; p != nil {
+		if p := t.node(x).parent; p != nil {
 			t.setNode(x, node{parent: p.withUnmerged(i)})
 		}
 	}
@@ -242,20 +330,18 @@ func (t *ratchetTree) removeLeaf(i leafIndex) error {
 // truncate removes the right subtree as long as it has no non-blank leaf
 // (§7.7, §12.1.3): with rightmost non-blank leaf L, the tree keeps 2^d
 // leaves for the smallest d with 2^d > L. It costs one look per trailing
-// blank leaf.
+// blank leaf. The parent nodes it drops are blank: a parent is set only
+// by a path from a leaf below it, and blanked with that leaf.
 func (t *ratchetTree) truncate() {
 	last := leafIndex(t.numLeaves() - 1)
-	for last > 0 && t.nodes[last.node()].blank() {
+	for last > 0 && t.node(last.node()).blank() {
 		last--
 	}
 	n := t.numLeaves()
 	for n > 1 && uint32(last) < n/2 {
 		n /= 2
 	}
-	w := nodeWidth(n)
-	clear(t.nodes[w:]) // let the dropped nodes be collected
-	t.nodes = t.nodes[:w]
-	t.hashes = t.hashes[:w]
+	t.resize(int(nodeWidth(n)))
 	t.free = min(t.free, leafIndex(n))
 }
 
@@ -264,7 +350,7 @@ func (t *ratchetTree) truncate() {
 // stops as soon as f returns false and reports whether it went through
 // the whole resolution.
 func (t *ratchetTree) walkResolution(x nodeIndex, excluded leafSet, f func(nodeIndex) bool) bool {
-	n := t.nodes[x]
+	n := t.node(x)
 	switch {
 	case n.leaf != nil:
 		return excluded.has(x.leaf()) || f(x)
@@ -351,12 +437,13 @@ func (s leafSet) has(l leafIndex) bool { _, ok := s[l]; return ok }
 // marshal writes the ratchet_tree extension data (§12.4.3.3): the nodes
 // in array order as optional<Node>, without the trailing blank ones.
 func (t *ratchetTree) marshal(b *cryptobyte.Builder) {
-	end := len(t.nodes)
-	for end > 0 && t.nodes[end-1].blank() {
+	end := nodeIndex(t.width)
+	for end > 0 && t.node(end-1).blank() {
 		end--
 	}
 	addVector(b, func(b *cryptobyte.Builder) {
-		for _, n := range t.nodes[:end] {
+		for x := range end {
+			n := t.node(x)
 			addOptional(b, !n.blank(), func(b *cryptobyte.Builder) {
 				if n.leaf != nil {
 					b.AddUint8(nodeTypeLeaf)
@@ -375,27 +462,30 @@ func (t *ratchetTree) marshal(b *cryptobyte.Builder) {
 // indices), rejects a tree whose last node is blank, and pads the nodes
 // with the fewest blanks that make a full tree (§12.4.3.3).
 func (t *ratchetTree) unmarshal(s *cryptobyte.String) bool {
-	t.nodes, t.free = nil, 0
+	var nodes []node
 	ok := readList(s, func(s *cryptobyte.String) bool {
 		var n node
 		var present bool
 		if !readOptional(s, &present, func(s *cryptobyte.String) bool {
-			return n.unmarshal(s, nodeIndex(len(t.nodes)))
+			return n.unmarshal(s, nodeIndex(len(nodes)))
 		}) {
 			return false
 		}
-		t.nodes = append(t.nodes, n)
+		nodes = append(nodes, n)
 		return true
 	})
-	if !ok || len(t.nodes) == 0 || t.nodes[len(t.nodes)-1].blank() {
+	if !ok || len(nodes) == 0 || nodes[len(nodes)-1].blank() {
 		return false
 	}
 	w := 1
-	for w < len(t.nodes) {
+	for w < len(nodes) {
 		w = 2*w + 1
 	}
-	t.nodes = append(t.nodes, make([]node, w-len(t.nodes))...)
-	t.hashes = make([][]byte, w)
+	*t = ratchetTree{suite: t.suite, version: newTreeVersion()}
+	t.resize(w)
+	for x, n := range nodes {
+		t.chunks[x>>chunkBits].nodes[x&(chunkSize-1)] = n
+	}
 	return true
 }
 

@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 )
@@ -35,11 +36,11 @@ func TestTreeValidationVectors(t *testing.T) {
 			if got := mustEncode(tree); !bytes.Equal(got, v.Tree) {
 				t.Errorf("re-encoded tree differs")
 			}
-			if len(v.Resolutions) != len(tree.nodes) || len(v.TreeHashes) != len(tree.nodes) {
+			if len(v.Resolutions) != tree.width || len(v.TreeHashes) != tree.width {
 				t.Fatalf("tree has %d nodes, vector %d resolutions and %d hashes",
-					len(tree.nodes), len(v.Resolutions), len(v.TreeHashes))
+					tree.width, len(v.Resolutions), len(v.TreeHashes))
 			}
-			for x := range nodeIndex(len(tree.nodes)) {
+			for x := range nodeIndex(tree.width) {
 				var want []nodeIndex
 				for _, r := range v.Resolutions[x] {
 					want = append(want, nodeIndex(r))
@@ -98,9 +99,9 @@ func TestTreeValidationRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstParent := func(tr *ratchetTree, withUnmerged bool) nodeIndex {
-		for x, n := range tr.nodes {
-			if n.parent != nil && (!withUnmerged || len(n.parent.UnmergedLeaves) > 0) {
-				return nodeIndex(x)
+		for x := range nodeIndex(tr.width) {
+			if n := tr.node(x); n.parent != nil && (!withUnmerged || len(n.parent.UnmergedLeaves) > 0) {
+				return x
 			}
 		}
 		t.Fatal("no such parent node")
@@ -112,25 +113,25 @@ func TestTreeValidationRejects(t *testing.T) {
 	}{
 		{"parent hash", func(tr *ratchetTree) {
 			x := firstParent(tr, false)
-			p := *tr.nodes[x].parent
+			p := *tr.node(x).parent
 			p.ParentHash = append(bytes.Clone(p.ParentHash), 0)
 			tr.setNode(x, node{parent: &p})
 		}},
 		{"parent key", func(tr *ratchetTree) {
 			x := firstParent(tr, false)
-			p := *tr.nodes[x].parent
+			p := *tr.node(x).parent
 			p.EncryptionKey = tr.leaf(0).EncryptionKey
 			tr.setNode(x, node{parent: &p})
 		}},
 		{"unmerged leaf dropped", func(tr *ratchetTree) {
 			x := firstParent(tr, true)
-			p := *tr.nodes[x].parent
+			p := *tr.node(x).parent
 			p.UnmergedLeaves = p.UnmergedLeaves[1:]
 			tr.setNode(x, node{parent: &p})
 		}},
 		{"unmerged leaves unsorted", func(tr *ratchetTree) {
 			x := firstParent(tr, true)
-			p := *tr.nodes[x].parent
+			p := *tr.node(x).parent
 			p.UnmergedLeaves = append(slices.Clone(p.UnmergedLeaves), p.UnmergedLeaves[0])
 			tr.setNode(x, node{parent: &p})
 		}},
@@ -401,4 +402,107 @@ func FuzzRatchetTree(f *testing.F) {
 		tree.filteredDirectPath(0)
 		_ = tree.validate(&GroupContext{Version: MLS10, CipherSuite: s.id, TreeHash: tree.treeHash()})
 	})
+}
+
+// checkIndex compares the key index t maintains with one built afresh.
+func checkIndex(t *testing.T, name string, tr *ratchetTree) {
+	t.Helper()
+	fresh := *tr
+	fresh.indexed = false
+	want, got := fresh.index(), tr.index()
+	creds := func(k *treeKeys) map[CredentialType]credCount {
+		m := map[CredentialType]credCount{}
+		for _, c := range k.creds {
+			if c.inUse != 0 || c.supporting != 0 {
+				m[c.typ] = c
+			}
+		}
+		return m
+	}
+	if !maps.Equal(keySetCounts(got.encKeys), keySetCounts(want.encKeys)) ||
+		!maps.Equal(keySetCounts(got.sigKeys), keySetCounts(want.sigKeys)) ||
+		got.members != want.members || !maps.Equal(creds(got), creds(want)) {
+		t.Errorf("%s: maintained key index differs from a fresh one", name)
+	}
+}
+
+// TestTreeCopyOnWrite changes clones of a tree — adds, removes that
+// truncate it, update paths, clones of clones — and checks that the
+// original never changes, and that each tree's cached hashes and key index
+// match those of a tree decoded from its encoding.
+func TestTreeCopyOnWrite(t *testing.T) {
+	s := suites[1]
+	g := newTreeKEMGroup(t, s, 70) // 128 leaves, several chunks
+	orig := g.tree
+	orig.index()
+	encoded, hash := mustEncode(orig), bytes.Clone(orig.treeHash())
+	check := func(name string, tr *ratchetTree) {
+		t.Helper()
+		decoded, err := decodeRatchetTree(s, mustEncode(tr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(decoded.treeHash(), tr.treeHash()) {
+			t.Errorf("%s: cached tree hash is stale", name)
+		}
+		checkIndex(t, name, tr)
+		if !bytes.Equal(mustEncode(orig), encoded) || !bytes.Equal(orig.treeHash(), hash) {
+			t.Fatalf("%s: the original tree changed", name)
+		}
+		checkIndex(t, name+", original", orig)
+	}
+
+	a := orig.clone()
+	for i := 70; i < 80; i++ {
+		leaf, _, _ := newTestMember(t, s, i)
+		a.addLeaf(leaf)
+	}
+	if _, err := a.createUpdatePath(5, a.leaf(5), g.sigKeys[5], g.groupID); err != nil {
+		t.Fatal(err)
+	}
+	check("adds and a path", a)
+
+	// A tree that changes after being cloned, in chunks it had copied
+	// before, leaves the clone alone.
+	snapshot := a.clone()
+	before := mustEncode(snapshot)
+	if _, err := a.createUpdatePath(5, a.leaf(5), g.sigKeys[5], g.groupID); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mustEncode(snapshot), before) {
+		t.Error("changing a tree changed its clone")
+	}
+	check("snapshot", snapshot)
+
+	b := a.clone()
+	for i := 79; i >= 60; i-- {
+		if err := b.removeLeaf(leafIndex(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.numLeaves() != 64 {
+		t.Fatalf("%d leaves after truncation, want 64", b.numLeaves())
+	}
+	check("removes", b)
+	check("adds and a path, after a clone changed", a)
+
+	// Growing again after a truncation reuses the tail of the last chunk.
+	for i := 80; i < 90; i++ {
+		leaf, _, _ := newTestMember(t, s, i)
+		b.addLeaf(leaf)
+	}
+	if _, err := b.createUpdatePath(62, b.leaf(62), g.sigKeys[62], g.groupID); err != nil {
+		t.Fatal(err)
+	}
+	check("regrown", b)
+
+	small := newRatchetTree(s, orig.leaf(0))
+	small.index()
+	c := small.clone()
+	leaf, _, _ := newTestMember(t, s, 100)
+	c.addLeaf(leaf)
+	if small.numLeaves() != 1 || small.index().members != 1 || c.index().members != 2 {
+		t.Error("extending a clone changed a one-leaf tree")
+	}
+	checkIndex(t, "one leaf extended", c)
 }

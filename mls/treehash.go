@@ -17,16 +17,16 @@ func (t *ratchetTree) treeHash() []byte { return t.hashOf(t.root()) }
 // hashOf returns the tree hash of node x, computing and caching it and the
 // stale hashes below it. Its result must not be modified.
 func (t *ratchetTree) hashOf(x nodeIndex) []byte {
-	if h := t.hashes[x]; h != nil {
+	if h := t.cachedHash(x); h != nil {
 		return h
 	}
 	var h []byte
 	if x.isLeaf() {
-		h = t.leafHash(x.leaf(), t.nodes[x].leaf)
+		h = t.leafHash(x.leaf(), t.node(x).leaf)
 	} else {
-		h = t.parentTreeHash(t.nodes[x].parent, t.hashOf(x.left()), t.hashOf(x.right()))
+		h = t.parentTreeHash(t.node(x).parent, t.hashOf(x.left()), t.hashOf(x.right()))
 	}
-	t.hashes[x] = h
+	t.cacheHash(x, h)
 	return h
 }
 
@@ -79,7 +79,7 @@ func (t *ratchetTree) originalTreeHash(x nodeIndex, removed []leafIndex) []byte 
 	if x.isLeaf() {
 		return t.leafHash(x.leaf(), nil)
 	}
-	p := t.nodes[x].parent
+	p := t.node(x).parent
 	if p != nil {
 		q := *p
 		q.UnmergedLeaves = slices.DeleteFunc(slices.Clone(p.UnmergedLeaves), func(l leafIndex) bool {
@@ -103,7 +103,7 @@ func (t *ratchetTree) hashParentHashInput(encryptionKey, parentHash, siblingHash
 // parentHash returns the parent hash of the non-blank parent node p with
 // copath child s (§7.9).
 func (t *ratchetTree) parentHash(p, s nodeIndex) []byte {
-	pn := t.nodes[p].parent
+	pn := t.node(p).parent
 	unmerged := pn.UnmergedLeaves
 	if !slices.IsSorted(unmerged) { // only in a tree that fails validation
 		unmerged = slices.Sorted(slices.Values(unmerged))
@@ -137,8 +137,8 @@ func (t *ratchetTree) pathParents(path, copath []nodeIndex, keys [][]byte) (pare
 // child offers at most one candidate, found without enumerating more of
 // the resolution than that.
 func (t *ratchetTree) verifyParentHashes() error {
-	for x := range nodeIndex(len(t.nodes)) {
-		p := t.nodes[x].parent
+	for x := range nodeIndex(t.width) {
+		p := t.node(x).parent
 		if p == nil {
 			continue
 		}
@@ -196,10 +196,10 @@ func (t *ratchetTree) parentHashCandidate(p *ParentNode, c nodeIndex) (nodeIndex
 // nodeParentHash returns the parent_hash field of node x: that of a parent
 // node, or of a leaf whose source is commit; nil for any other node.
 func (t *ratchetTree) nodeParentHash(x nodeIndex) []byte {
-	if int(x) >= len(t.nodes) { // an unmerged leaf outside an unvalidated tree
+	if int(x) >= t.width { // an unmerged leaf outside an unvalidated tree
 		return nil
 	}
-	n := t.nodes[x]
+	n := t.node(x)
 	switch {
 	case n.parent != nil:
 		return n.parent.ParentHash

@@ -318,20 +318,34 @@ func (t *ratchetTree) applyPath(from leafIndex, path []nodeIndex, parents []*Par
 // encrypt builds the UpdatePath, encrypting each path secret to the
 // resolution of its copath child without the members added by the commit
 // (§7.6), with context the encoded provisional GroupContext (§12.4.1).
+// The encryptions are independent: they run in parallel.
 func (p *pendingPath) encrypt(context []byte, added []leafIndex) (*UpdatePath, error) {
 	t := p.tree
 	excluded := newLeafSet(added)
 	up := &UpdatePath{LeafNode: *p.leaf.clone(), Nodes: make([]UpdatePathNode, len(p.path))}
+	type seal struct {
+		out    *HPKECiphertext
+		key    []byte
+		secret []byte
+	}
+	var seals []seal
 	for i, x := range p.path {
 		n := &up.Nodes[i]
-		n.EncryptionKey = t.nodes[x].parent.EncryptionKey
-		for _, r := range t.resolution(p.copath[i], excluded) {
-			kem, ct, err := t.suite.encryptWithLabel(t.nodes[r].encryptionKey(), "UpdatePathNode", context, p.secrets[i])
-			if err != nil {
-				return nil, err
-			}
-			n.EncryptedPathSecret = append(n.EncryptedPathSecret, HPKECiphertext{KEMOutput: kem, Ciphertext: ct})
+		n.EncryptionKey = t.node(x).parent.EncryptionKey
+		res := t.resolution(p.copath[i], excluded)
+		n.EncryptedPathSecret = make([]HPKECiphertext, len(res))
+		for j, r := range res {
+			seals = append(seals, seal{out: &n.EncryptedPathSecret[j], key: t.node(r).encryptionKey(), secret: p.secrets[i]})
 		}
+	}
+	err := parallel(len(seals), func(i int) error {
+		s := &seals[i]
+		kem, ct, err := t.suite.encryptWithLabel(s.key, "UpdatePathNode", context, s.secret)
+		*s.out = HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return up, nil
 }
@@ -362,7 +376,7 @@ func (p *pendingPath) wipe() {
 // one node per node of the sender's filtered direct path, its public keys
 // must be valid, distinct and absent from every node of t, and the leaf's
 // parent hash must match the one computed from the path (§7.9.2). The
-// rest of §7.3 (validateLeafNode, memberIndex) is the caller's. Apply the
+// rest of §7.3 (checkPathLeaf) is the caller's. Apply the
 // commit's proposals to t first; sender may be a blank leaf reserved with
 // freeLeaf for an external commit. On error t is unchanged.
 func (t *ratchetTree) mergeUpdatePath(sender leafIndex, path *UpdatePath, groupID []byte) error {
@@ -398,18 +412,15 @@ func (t *ratchetTree) mergeUpdatePath(sender leafIndex, path *UpdatePath, groupI
 // checkFreshKeys verifies that keys are valid HPKE public keys, distinct,
 // and held by no node of t (§12.4.2).
 func (t *ratchetTree) checkFreshKeys(keys [][]byte) error {
-	fresh := make(map[string]struct{}, len(keys))
-	for _, k := range keys {
+	index := t.index()
+	for i, k := range keys {
 		if t.suite.validatePublicKey(k) != nil {
 			return errorf("invalid public key in update path")
 		}
-		fresh[string(k)] = struct{}{}
-	}
-	if len(fresh) != len(keys) {
-		return errorf("repeated public key in update path")
-	}
-	for _, n := range t.nodes {
-		if _, taken := fresh[string(n.encryptionKey())]; taken && !n.blank() {
+		if slices.ContainsFunc(keys[:i], func(o []byte) bool { return bytes.Equal(o, k) }) {
+			return errorf("repeated public key in update path")
+		}
+		if index.encKeys.count(k) > 0 {
 			return errorf("update path reuses a public key of the tree")
 		}
 	}
@@ -466,7 +477,7 @@ func (t *ratchetTree) decryptPath(priv *treePrivate, sender leafIndex, path *Upd
 	}
 	next := priv.clone()
 	for x, k := range next.nodes {
-		if int(x) >= len(t.nodes) || t.nodes[x].blank() || containsLeaf(x, sender) {
+		if int(x) >= t.width || t.node(x).blank() || containsLeaf(x, sender) {
 			clear(k)
 			delete(next.nodes, x)
 		}

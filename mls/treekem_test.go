@@ -441,7 +441,7 @@ func assertGroupValid(t *testing.T, g *treeKEMGroup) {
 		}
 		for x, k := range priv.nodes {
 			pub, err := g.s.hpkePublicFromPrivate(k)
-			if err != nil || !bytes.Equal(pub, g.tree.nodes[x].encryptionKey()) {
+			if err != nil || !bytes.Equal(pub, g.tree.node(x).encryptionKey()) {
 				t.Errorf("member %d holds a stale key for node %d", i, x)
 			}
 		}
@@ -609,17 +609,15 @@ func BenchmarkProcessAddCommit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	g.tree.index()
 	for b.Loop() {
 		tr := g.tree.clone()
-		members, err := tr.memberIndex()
-		if err != nil {
-			b.Fatal(err)
-		}
+		members := tr.index()
 		for _, leaf := range joiners {
-			if err := members.check(^leafIndex(0), leaf, nil); err != nil {
+			if err := members.check(noLeaf, leaf, nil); err != nil {
 				b.Fatal(err)
 			}
-			members.set(tr.addLeaf(leaf), nil, leaf)
+			tr.addLeaf(leaf)
 		}
 		if err := tr.mergeUpdatePath(committer, path, g.groupID); err != nil {
 			b.Fatal(err)

@@ -22,7 +22,7 @@ import (
 //     (§7.2).
 //
 // The group-wide checks (unique keys, credential types supported by all
-// members) are memberIndex's. Credential validation by the Authentication
+// members) are treeKeys'. Credential validation by the Authentication
 // Service (§5.3.1) and the lifetime check, which needs a clock, are left
 // to the caller.
 func validateLeafNode(s *suite, gc *GroupContext, leaf *LeafNode, i leafIndex, source LeafNodeSource) error {
@@ -32,6 +32,14 @@ func validateLeafNode(s *suite, gc *GroupContext, leaf *LeafNode, i leafIndex, s
 	if !leaf.verifySignature(s, gc.GroupID, i) {
 		return errorf("invalid leaf node signature at leaf %d", i)
 	}
+	return checkLeafNode(s, gc, leaf, i)
+}
+
+// checkLeafNode performs the checks of validateLeafNode after the source
+// and the signature, for a leaf whose source and signature the caller
+// has already checked: validateKeyPackage for a KeyPackage's leaf,
+// mergeUpdatePath for an UpdatePath's. Each signature is verified once.
+func checkLeafNode(s *suite, gc *GroupContext, leaf *LeafNode, i leafIndex) error {
 	if s.validatePublicKey(leaf.EncryptionKey) != nil {
 		return errorf("invalid encryption key in leaf %d", i)
 	}
@@ -64,79 +72,117 @@ func validateLeafNode(s *suite, gc *GroupContext, leaf *LeafNode, i leafIndex, s
 	return nil
 }
 
-// memberIndex summarises the nodes of a tree for the group-wide checks of
-// §7.3 and §12.4.3.1: encryption keys are unique across all nodes,
-// signature keys across leaves, and every member supports every credential
-// type in use. Built once in O(n), it checks and records a leaf in O(1)
-// (for a bounded number of credential types), so validating a commit that
-// adds k members costs O(n + k), not O(n·k).
-type memberIndex struct {
-	encKeys   map[string]nodeIndex
-	sigKeys   map[string]leafIndex
-	inUse     map[CredentialType]int // members using each credential type
-	supported map[CredentialType]int // members supporting each credential type
-	members   int
+// treeKeys indexes a tree's keys and credential types for the group-wide
+// checks of §7.3 and §12.4.3.1: encryption keys are unique across all
+// nodes, signature keys across leaves, and every member supports every
+// credential type in use. The tree keeps it up to date with every change
+// (setNode), and it is persistent: a clone of the tree shares it, and each
+// change costs O(log n). Checking a leaf or a path's keys against it costs
+// O(log n) too, so validating a commit never rescans the tree.
+type treeKeys struct {
+	encKeys keySet // encryption keys of non-blank nodes, with multiplicity
+	sigKeys keySet // signature keys of leaves, with multiplicity
+	members int
+	// creds counts, per credential type, the members using and the
+	// members supporting it. Shared between versions: copied on change.
+	creds []credCount
 }
 
-// memberIndex indexes the nodes of t. It fails when two nodes share an
-// encryption key or two leaves a signature key.
-func (t *ratchetTree) memberIndex() (*memberIndex, error) {
-	m := &memberIndex{
-		// Sized up front: growing them was half the cost of the index,
-		// which every received commit builds (docs/BENCHMARKS.md).
-		encKeys:   make(map[string]nodeIndex, len(t.nodes)),
-		sigKeys:   make(map[string]leafIndex, t.numLeaves()),
-		inUse:     make(map[CredentialType]int),
-		supported: make(map[CredentialType]int),
-	}
-	for x, n := range t.nodes {
-		if n.blank() {
-			continue
-		}
-		key := string(n.encryptionKey())
-		if _, dup := m.encKeys[key]; dup {
-			return nil, errorf("encryption key of node %d is not unique", x)
-		}
-		m.encKeys[key] = nodeIndex(x)
-		if n.leaf != nil {
-			i := nodeIndex(x).leaf()
-			if _, dup := m.sigKeys[string(n.leaf.SignatureKey)]; dup {
-				return nil, errorf("signature key of leaf %d is not unique", i)
+type credCount struct {
+	typ               CredentialType
+	inUse, supporting int
+}
+
+// index returns t's key index, building it in O(n) on first use; from
+// then on setNode maintains it, and clones share it.
+func (t *ratchetTree) index() *treeKeys {
+	if !t.indexed {
+		var k treeKeys
+		for x := range nodeIndex(t.width) {
+			n := t.node(x)
+			if n.blank() {
+				continue
 			}
-			m.count(n.leaf, 1)
-			m.sigKeys[string(n.leaf.SignatureKey)] = i
+			k.encKeys.insert(n.encryptionKey())
+			if n.leaf != nil {
+				k.sigKeys.insert(n.leaf.SignatureKey)
+				k.count(n.leaf, 1)
+			}
+		}
+		t.keys, t.indexed = k, true
+	}
+	return &t.keys
+}
+
+// replace records that a node changed from old to n.
+func (k *treeKeys) replace(old, n node) {
+	if old.blank() != n.blank() || !bytes.Equal(old.encryptionKey(), n.encryptionKey()) {
+		if !old.blank() {
+			k.encKeys = k.encKeys.add(old.encryptionKey(), -1)
+		}
+		if !n.blank() {
+			k.encKeys = k.encKeys.add(n.encryptionKey(), 1)
 		}
 	}
-	return m, nil
+	if old.leaf == n.leaf {
+		return
+	}
+	if old.leaf != nil {
+		k.sigKeys = k.sigKeys.add(old.leaf.SignatureKey, -1)
+		k.creds = slices.Clone(k.creds)
+		k.count(old.leaf, -1)
+	}
+	if n.leaf != nil {
+		k.sigKeys = k.sigKeys.add(n.leaf.SignatureKey, 1)
+		k.creds = slices.Clone(k.creds)
+		k.count(n.leaf, 1)
+	}
 }
 
 // count adds (delta 1) or removes (delta -1) a member's credential type
-// and supported credential types.
-func (m *memberIndex) count(leaf *LeafNode, delta int) {
-	m.members += delta
-	m.inUse[leaf.Credential.Type] += delta
-	seen := make([]CredentialType, 0, len(leaf.Capabilities.Credentials))
-	for _, c := range leaf.Capabilities.Credentials {
-		if !slices.Contains(seen, c) {
-			seen = append(seen, c)
-			m.supported[c] += delta
+// and supported credential types, in place.
+func (k *treeKeys) count(leaf *LeafNode, delta int) {
+	k.members += delta
+	k.cred(leaf.Credential.Type).inUse += delta
+	for i, c := range leaf.Capabilities.Credentials {
+		if !slices.Contains(leaf.Capabilities.Credentials[:i], c) {
+			k.cred(c).supporting += delta
 		}
 	}
 }
 
-// check verifies that leaf may sit at leaf index i in place of old (nil
-// for a new member): its encryption key appears in no node (old's
-// included, §7.3 and §12.4.2), its signature key in no leaf but i, every
-// other member supports its credential type, and it supports every
-// credential type the other members use.
-func (m *memberIndex) check(i leafIndex, leaf, old *LeafNode) error {
-	if _, dup := m.encKeys[string(leaf.EncryptionKey)]; dup {
+// cred returns the counts of credential type t, adding them if missing.
+func (k *treeKeys) cred(t CredentialType) *credCount {
+	i := slices.IndexFunc(k.creds, func(c credCount) bool { return c.typ == t })
+	if i < 0 {
+		i = len(k.creds)
+		k.creds = append(k.creds, credCount{typ: t})
+	}
+	return &k.creds[i]
+}
+
+// counts returns the counts of credential type t.
+func (k *treeKeys) counts(t CredentialType) credCount {
+	i := slices.IndexFunc(k.creds, func(c credCount) bool { return c.typ == t })
+	if i < 0 {
+		return credCount{typ: t}
+	}
+	return k.creds[i]
+}
+
+// check verifies that leaf may sit at leaf index i in place of old, the
+// leaf now there (nil for a new member): its encryption key appears in no
+// node (old's included, §7.3 and §12.4.2), its signature key in no leaf
+// but i, every other member supports its credential type, and it supports
+// every credential type the other members use.
+func (k *treeKeys) check(i leafIndex, leaf, old *LeafNode) error {
+	if k.encKeys.count(leaf.EncryptionKey) > 0 {
 		return errorf("encryption key of leaf %d is already in the tree", i)
 	}
-	if j, dup := m.sigKeys[string(leaf.SignatureKey)]; dup && j != i {
-		return errorf("signature key of leaf %d is already used by leaf %d", i, j)
+	if n := k.sigKeys.count(leaf.SignatureKey); n > 1 || n == 1 && (old == nil || !bytes.Equal(old.SignatureKey, leaf.SignatureKey)) {
+		return errorf("signature key of leaf %d is already used by another leaf", i)
 	}
-	members, supporting := m.members, m.supported[leaf.Credential.Type]
+	members, supporting := k.members, k.counts(leaf.Credential.Type).supporting
 	if old != nil {
 		members--
 		if old.Capabilities.supportsCredential(leaf.Credential.Type) {
@@ -146,30 +192,35 @@ func (m *memberIndex) check(i leafIndex, leaf, old *LeafNode) error {
 	if supporting != members {
 		return errorf("credential type of leaf %d is not supported by all members", i)
 	}
-	for t, n := range m.inUse {
-		if old != nil && old.Credential.Type == t {
+	for _, c := range k.creds {
+		n := c.inUse
+		if old != nil && old.Credential.Type == c.typ {
 			n--
 		}
-		if n > 0 && !leaf.Capabilities.supportsCredential(t) {
-			return errorf("leaf %d does not support credential type %d in use", i, t)
+		if n > 0 && !leaf.Capabilities.supportsCredential(c.typ) {
+			return errorf("leaf %d does not support credential type %d in use", i, c.typ)
 		}
 	}
 	return nil
 }
 
-// set records that leaf i now holds leaf instead of old (either may be nil
-// for an addition or a removal). The caller checks leaf first.
-func (m *memberIndex) set(i leafIndex, old, leaf *LeafNode) {
-	if old != nil {
-		m.count(old, -1)
-		delete(m.encKeys, string(old.EncryptionKey))
-		delete(m.sigKeys, string(old.SignatureKey))
+// checkUnique verifies that no two nodes of t share an encryption key and
+// no two leaves a signature key (§12.4.3.1).
+func (t *ratchetTree) checkUnique() error {
+	k := t.index()
+	for x := range nodeIndex(t.width) {
+		n := t.node(x)
+		if n.blank() {
+			continue
+		}
+		if k.encKeys.count(n.encryptionKey()) > 1 {
+			return errorf("encryption key of node %d is not unique", x)
+		}
+		if n.leaf != nil && k.sigKeys.count(n.leaf.SignatureKey) > 1 {
+			return errorf("signature key of leaf %d is not unique", x.leaf())
+		}
 	}
-	if leaf != nil {
-		m.count(leaf, 1)
-		m.encKeys[string(leaf.EncryptionKey)] = i.node()
-		m.sigKeys[string(leaf.SignatureKey)] = i
-	}
+	return nil
 }
 
 // validate checks a ratchet tree received when joining the group whose
@@ -196,45 +247,48 @@ func (t *ratchetTree) validate(gc *GroupContext) error {
 	if err := t.verifyParentHashes(); err != nil {
 		return err
 	}
-	m, err := t.memberIndex()
-	if err != nil {
+	if err := t.checkUnique(); err != nil {
 		return err
 	}
-	for i := range leafIndex(t.numLeaves()) {
-		leaf := t.leaf(i)
+	// The leaves' signatures are most of the cost of joining a large
+	// group: they are checked in parallel, and the error reported is that
+	// of the first invalid leaf, as if they were checked in order.
+	k := t.index()
+	return parallel(int(t.numLeaves()), func(i int) error {
+		leaf := t.leaf(leafIndex(i))
 		if leaf == nil {
-			continue
+			return nil
 		}
-		if err := validateLeafNode(t.suite, gc, leaf, i, 0); err != nil {
+		if err := validateLeafNode(t.suite, gc, leaf, leafIndex(i), 0); err != nil {
 			return err
 		}
-		if m.supported[leaf.Credential.Type] != m.members {
+		if k.counts(leaf.Credential.Type).supporting != k.members {
 			return errorf("credential type of leaf %d is not supported by all members", i)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // verifyUnmergedLeaves checks the unmerged_leaves of every parent node
 // (§7.1, §12.4.3.1).
 func (t *ratchetTree) verifyUnmergedLeaves() error {
-	for x, n := range t.nodes {
-		if n.parent != nil && !isStrictlyIncreasing(n.parent.UnmergedLeaves) {
+	for x := range nodeIndex(t.width) {
+		if n := t.node(x); n.parent != nil && !isStrictlyIncreasing(n.parent.UnmergedLeaves) {
 			return errorf("unmerged leaves of node %d are not sorted", x)
 		}
 	}
-	for x, n := range t.nodes {
+	for p := range nodeIndex(t.width) {
+		n := t.node(p)
 		if n.parent == nil {
 			continue
 		}
-		p := nodeIndex(x)
 		first, last := subtreeLeafRange(p)
 		for _, l := range n.parent.UnmergedLeaves {
 			if l < first || l > last || t.leaf(l) == nil {
 				return errorf("unmerged leaf %d of node %d is blank or not below it", l, p)
 			}
 			for y := l.node().parent(); y != p; y = y.parent() {
-				if q := t.nodes[y].parent; q != nil {
+				if q := t.node(y).parent; q != nil {
 					if _, found := slices.BinarySearch(q.UnmergedLeaves, l); !found {
 						return errorf("unmerged leaf %d of node %d is missing at node %d", l, p, y)
 					}

@@ -126,24 +126,28 @@ type welcomeRecipient struct {
 // newWelcome builds the Welcome of a Commit (§12.4.3.1): gi, already signed,
 // is encrypted with the key and nonce derived from welcomeSecret; then for
 // each recipient the GroupSecrets {joinerSecret, its path secret, psks} are
-// encrypted to its init key with the encrypted GroupInfo as context.
+// encrypted to its init key with the encrypted GroupInfo as context. The
+// recipients' encryptions are independent: they run in parallel.
 func newWelcome(s *suite, gi *GroupInfo, welcomeSecret, joinerSecret []byte, psks []PreSharedKeyID, recipients []welcomeRecipient) (*Welcome, error) {
 	encryptedGroupInfo, err := encryptGroupInfo(s, welcomeSecret, gi)
 	if err != nil {
 		return nil, err
 	}
 	w := &Welcome{CipherSuite: s.id, EncryptedGroupInfo: encryptedGroupInfo}
-	for _, r := range recipients {
+	w.Secrets = make([]EncryptedGroupSecrets, len(recipients))
+	err = parallel(len(recipients), func(i int) error {
+		r := &recipients[i]
 		ref, err := makeKeyPackageRef(s, r.keyPackage)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		gs := groupSecrets{joinerSecret: joinerSecret, pathSecret: r.pathSecret, psks: psks}
 		ct, err := encryptGroupSecrets(s, r.keyPackage.InitKey, encryptedGroupInfo, &gs)
-		if err != nil {
-			return nil, err
-		}
-		w.Secrets = append(w.Secrets, EncryptedGroupSecrets{NewMember: ref, EncryptedGroupSecrets: ct})
+		w.Secrets[i] = EncryptedGroupSecrets{NewMember: ref, EncryptedGroupSecrets: ct}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return w, nil
 }
