@@ -58,16 +58,19 @@
 // (those with ExpiresAt) as soon as every recipient has acknowledged them;
 // others once every recipient has acknowledged them and Purge runs, or
 // once they are older than the retention passed to Purge
-// (DefaultRetention, 30 days, if zero). Run Purge periodically and delete
-// the blob files it lists from the BlobDir. The SQLite backend overwrites
-// deleted rows and truncates its WAL in Purge, so purged content does not
-// linger on disk.
+// (DefaultRetention, 30 days, if zero). Run Purge periodically, and
+// PurgeExpired every second or so, and delete the blob files they list
+// from the BlobDir. The SQLite backend overwrites deleted rows and
+// truncates its WAL in Purge, and in PurgeExpired when it deleted
+// something, so purged content does not linger on disk.
 //
 // # Blobs
 //
 // Attachment bytes (already encrypted by clients) live in a BlobDir, which
 // writes each blob atomically and returns its size and SHA-256; the store
-// keeps their metadata (CreateBlob), and Purge expires them.
+// keeps their metadata (CreateBlob), and Purge expires them. ExpireBlobs
+// ties the blobs of a disappearing message to it, so that PurgeExpired
+// deletes them with the message.
 //
 // # Errors
 //

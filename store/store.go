@@ -304,6 +304,13 @@ type Blobs interface {
 	// the id is taken.
 	CreateBlob(ctx context.Context, b Blob) (Blob, error)
 	Blob(ctx context.Context, id BlobID) (Blob, error)
+	// ExpireBlobs ties blobs to the disappearing message that their
+	// uploader appended with clientMsgID: each is deleted with the message
+	// (by PurgeExpired, once the message is gone) and at expiresAt at the
+	// latest, if that is sooner than its own ExpiresAt. Call it after the
+	// message is appended. Blobs uploaded by another device, or unknown,
+	// are left alone.
+	ExpireBlobs(ctx context.Context, uploader DeviceID, clientMsgID string, ids []BlobID, expiresAt time.Time) error
 }
 
 // Store is the delivery service's storage. Implementations are safe for
@@ -320,6 +327,13 @@ type Store interface {
 	// and anything created more than retention ago. It returns what it
 	// deleted; the caller removes the listed blobs' bytes.
 	Purge(ctx context.Context, now time.Time, retention time.Duration) (PurgeResult, error)
+
+	// PurgeExpired deletes, as of now, what disappearing messages leave
+	// behind: messages and direct mail whose ExpiresAt has passed, and
+	// blobs tied to a message (ExpireBlobs) that is gone or whose
+	// ExpiresAt has passed. It reads only what has an expiry, so it is
+	// cheap enough to run every second; Purge does the rest.
+	PurgeExpired(ctx context.Context, now time.Time) (PurgeResult, error)
 
 	// Close waits for writes under way and releases the store.
 	Close() error

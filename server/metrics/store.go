@@ -22,7 +22,7 @@ var storeOps = []string{
 	"CreateDevice", "Device", "UserDevices", "TouchDevice", "RevokeDevice",
 	"UploadKeyPackages", "ClaimKeyPackages", "ClaimUserKeyPackages", "CountKeyPackages",
 	"CreateGroup", "Group", "AppendMessage", "AppendCommit", "AppendDirect", "Fetch", "FetchGroup", "Ack", "AckDirect",
-	"CreateBlob", "Blob", "Purge", "Close",
+	"CreateBlob", "Blob", "ExpireBlobs", "Purge", "PurgeExpired", "Close",
 }
 
 // InstrumentStore returns s timed into m.
@@ -153,9 +153,19 @@ func (s *Store) Blob(ctx context.Context, id store.BlobID) (store.Blob, error) {
 	return s.s.Blob(ctx, id)
 }
 
+func (s *Store) ExpireBlobs(ctx context.Context, uploader store.DeviceID, clientMsgID string, ids []store.BlobID, expiresAt time.Time) error {
+	defer s.since("ExpireBlobs", time.Now())
+	return s.s.ExpireBlobs(ctx, uploader, clientMsgID, ids, expiresAt)
+}
+
 func (s *Store) Purge(ctx context.Context, now time.Time, retention time.Duration) (store.PurgeResult, error) {
 	defer s.since("Purge", time.Now())
 	return s.s.Purge(ctx, now, retention)
+}
+
+func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (store.PurgeResult, error) {
+	defer s.since("PurgeExpired", time.Now())
+	return s.s.PurgeExpired(ctx, now)
 }
 
 func (s *Store) Close() error {

@@ -138,14 +138,19 @@ func (s *Store) Purge(ctx context.Context, now time.Time, retention time.Duratio
 	if err != nil {
 		return r, err
 	}
-	err = s.w.doRaw(ctx, func(ctx context.Context, conn *sql.Conn) error {
+	return r, s.checkpoint(ctx)
+}
+
+// checkpoint copies the WAL into the database and truncates it.
+func (s *Store) checkpoint(ctx context.Context) error {
+	err := s.w.doRaw(ctx, func(ctx context.Context, conn *sql.Conn) error {
 		_, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
 		return err
 	})
 	if err != nil {
-		return r, fmt.Errorf("store/sqlite: checkpoint: %w", err)
+		return fmt.Errorf("store/sqlite: checkpoint: %w", err)
 	}
-	return r, nil
+	return nil
 }
 
 // Close finishes the batch of writes under way, fails those still queued

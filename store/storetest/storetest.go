@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Direct", testDirect},
 		{"Expiry", testExpiry},
 		{"Disappearing", testDisappearing},
+		{"PurgeExpired", testPurgeExpired},
 		{"Retention", testRetention},
 		{"Blobs", testBlobs},
 		{"Validation", testValidation},
