@@ -20,7 +20,10 @@ import "time"
 //
 //	1 — first version. (Before release, the GroupInfo endpoint and
 //	    Send.GroupInfo were taken out until the store keeps GroupInfo, and
-//	    KeyPackageCount.LastResort with them, for the same reason.)
+//	    KeyPackageCount.LastResort with them, for the same reason;
+//	    Send.ExpiresAt gave way to Send.Timer and Send.Blobs, so that the
+//	    server times a disappearing message by its own clock, and
+//	    Messages.Time came with them.)
 const Version = 1
 
 // Endpoints. {id} and {username} are path parameters.
@@ -74,6 +77,9 @@ const (
 	ProvisionTTL         = 10 * time.Minute    // a linking channel lives this long
 	DefaultRetention     = 30 * 24 * time.Hour // undelivered messages are kept this long
 	DeliveryGrace        = 24 * time.Hour      // extra time for a disappearing message to reach an offline device
+	MinTimer             = 5 * time.Second     // shortest disappearing-message timer
+	MaxTimer             = 90 * 24 * time.Hour // longest disappearing-message timer
+	MaxMessageBlobs      = 16                  // blobs one disappearing message may declare
 	RateLimitPerSecond   = 50                  // sustained requests per device
 	RateLimitBurst       = 200                 //
 	IPRateLimitPerSecond = 5                   // sustained unauthenticated requests per IP address
@@ -192,9 +198,16 @@ type Send struct {
 	// Welcomes are delivered with a commit that adds devices; every
 	// device they list must be on the new roster.
 	Welcomes []Welcome `json:"welcomes,omitempty"`
-	// ExpiresAt, for a disappearing message, is when the server must have
-	// deleted it (send time + timer + DeliveryGrace at the latest).
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Timer, in seconds, makes an application message disappearing: the
+	// server deletes it as soon as every recipient device has acknowledged
+	// it, and at the latest Timer seconds plus its delivery grace
+	// (DeliveryGrace by default) after accepting it. 0, or from MinTimer
+	// to MaxTimer. The server learns the timer, never the content.
+	Timer uint32 `json:"timer,omitempty"`
+	// Blobs lists the attachment blobs, uploaded by the sending device,
+	// that a disappearing message refers to (at most MaxMessageBlobs):
+	// they are deleted with it.
+	Blobs []string `json:"blobs,omitempty"`
 }
 
 // Welcome is an MLSMessage(Welcome) for the listed devices.
@@ -228,6 +241,10 @@ type Envelope struct {
 type Messages struct {
 	Messages []Envelope `json:"messages"`
 	More     bool       `json:"more"`
+	// Time is the server's clock when it answered: with the envelopes'
+	// times, it tells a device how old a message is without trusting its
+	// own clock.
+	Time time.Time `json:"time"`
 }
 
 // Ack is POST /v1/ack and the "ack" WebSocket frame: the device has

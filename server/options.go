@@ -38,6 +38,14 @@ type Options struct {
 	// PurgeInterval is how often expired messages and blobs are deleted.
 	// Default one hour.
 	PurgeInterval time.Duration
+	// DeliveryGrace is how long, beyond its timer, a disappearing message
+	// is kept for devices that are offline. Default proto.DeliveryGrace
+	// (24 hours).
+	DeliveryGrace time.Duration
+	// ExpiryInterval is how often what disappearing messages leave behind
+	// (expired messages, the blobs of delivered ones) is deleted. Default
+	// one second.
+	ExpiryInterval time.Duration
 	// ShutdownTimeout bounds a graceful shutdown. Default 30 seconds.
 	ShutdownTimeout time.Duration
 
@@ -70,6 +78,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PurgeInterval <= 0 {
 		o.PurgeInterval = time.Hour
+	}
+	if o.DeliveryGrace <= 0 {
+		o.DeliveryGrace = proto.DeliveryGrace
+	}
+	if o.ExpiryInterval <= 0 {
+		o.ExpiryInterval = time.Second
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second

@@ -140,7 +140,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	}
 	closers = append(closers, s.bus.Close)
 	s.delivery = delivery.New(s.store, s.bus, delivery.Options{
-		Retention: o.Retention, Logger: log, Metrics: s.metrics,
+		Grace: o.DeliveryGrace, Logger: log, Metrics: s.metrics,
 	})
 	s.blobs = blobs.New(s.store, dir)
 	s.provision = provision.New(proto.ProvisionTTL)
@@ -228,11 +228,14 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // housekeeping purges expired data every PurgeInterval (and once at
-// start) and sweeps expired linking channels every minute.
+// start), what disappearing messages leave every ExpiryInterval, and
+// sweeps expired linking channels every minute.
 func (s *Server) housekeeping(ctx context.Context) {
 	s.purge(ctx)
 	purge := time.NewTicker(s.opts.PurgeInterval)
 	defer purge.Stop()
+	expire := time.NewTicker(s.opts.ExpiryInterval)
+	defer expire.Stop()
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	for {
@@ -241,30 +244,38 @@ func (s *Server) housekeeping(ctx context.Context) {
 			return
 		case <-purge.C:
 			s.purge(ctx)
+		case <-expire.C:
+			r, err := s.store.PurgeExpired(ctx, time.Now())
+			s.purged(ctx, "purge expired", slog.LevelDebug, r, err)
 		case <-sweep.C:
 			s.provision.Sweep()
 		}
 	}
 }
 
-// purge deletes what has expired or outlived the retention period, and
-// the bytes of the purged blobs.
+// purge deletes what has expired or outlived the retention period.
 func (s *Server) purge(ctx context.Context) {
 	r, err := s.store.Purge(ctx, time.Now(), s.opts.Retention)
+	s.purged(ctx, "purge", slog.LevelInfo, r, err)
+}
+
+// purged deletes the bytes of the blobs a purge (op) deleted, and logs
+// and counts what it deleted at level.
+func (s *Server) purged(ctx context.Context, op string, level slog.Level, r store.PurgeResult, err error) {
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Error("purge", "err", err)
+			s.log.Error(op, "err", err)
 		}
 		return
 	}
 	if err := s.blobs.Delete(r.Blobs); err != nil {
-		s.log.Error("purge blobs", "err", err)
+		s.log.Error(op+": blobs", "err", err)
 	}
 	s.metrics.Purged.WithLabelValues("messages").Add(float64(r.Messages))
 	s.metrics.Purged.WithLabelValues("direct").Add(float64(r.Direct))
 	s.metrics.Purged.WithLabelValues("blobs").Add(float64(len(r.Blobs)))
 	if r.Messages+r.Direct > 0 || len(r.Blobs) > 0 {
-		s.log.Info("purged", "messages", r.Messages, "direct", r.Direct, "blobs", len(r.Blobs))
+		s.log.Log(ctx, level, "purged", "op", op, "messages", r.Messages, "direct", r.Direct, "blobs", len(r.Blobs))
 	}
 }
 

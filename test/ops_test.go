@@ -330,11 +330,10 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 // with their bytes.
 func TestPurge(t *testing.T) {
 	dir := t.TempDir()
-	ts := start(t, server.Options{DataDir: dir, Retention: 2 * time.Second, PurgeInterval: 200 * time.Millisecond})
+	ts := start(t, server.Options{DataDir: dir, Retention: 7 * time.Second, PurgeInterval: 200 * time.Millisecond, DeliveryGrace: time.Millisecond})
 	p := newPair(t, ts)
-	expires := time.Now().Add(time.Second)
-	p.a.mustSend(p.gid, proto.Send{ClientMsgID: "vanish", Kind: proto.KindApplication, Epoch: 1, Payload: p.ma.app("gone soon"), ExpiresAt: &expires})
-	p.text(p.a, p.ma, "old", "kept 2s")
+	p.a.mustSend(p.gid, proto.Send{ClientMsgID: "vanish", Kind: proto.KindApplication, Epoch: 1, Payload: p.ma.app("gone soon"), Timer: 5})
+	p.text(p.a, p.ma, "old", "kept 7s")
 	resp := p.a.request("POST", proto.PathBlobs, proto.ContentTypeBlob, bytes.NewReader(random(100)))
 	var ref proto.BlobRef
 	json.NewDecoder(resp.Body).Decode(&ref)
@@ -342,7 +341,7 @@ func TestPurge(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "blobs", ref.ID)); err != nil {
 		t.Fatalf("blob file: %v", err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(5500 * time.Millisecond)
 	if got := p.b.fetch().Messages; len(got) != 1 {
 		t.Fatalf("after the disappearing message expired: %d messages", len(got))
 	}

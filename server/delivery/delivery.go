@@ -50,9 +50,9 @@ import (
 
 // Options configure a Service.
 type Options struct {
-	// Retention bounds how far in the future a disappearing message may
-	// expire (and is how long the store keeps undelivered messages).
-	Retention time.Duration
+	// Grace is how long, beyond its timer, a disappearing message waits
+	// for devices that are offline. Default proto.DeliveryGrace.
+	Grace time.Duration
 	// PollInterval is how often a Feed re-reads the store without being
 	// woken. Default 30s.
 	PollInterval time.Duration
@@ -62,27 +62,27 @@ type Options struct {
 
 // Service is the delivery service. It is safe for concurrent use.
 type Service struct {
-	store     store.Store
-	bus       bus.Bus
-	log       *slog.Logger
-	m         *metrics.Metrics
-	retention time.Duration
-	poll      time.Duration
-	rosters   rosterCache
-	hub       hub
+	store   store.Store
+	bus     bus.Bus
+	log     *slog.Logger
+	m       *metrics.Metrics
+	grace   time.Duration
+	poll    time.Duration
+	rosters rosterCache
+	hub     hub
 }
 
 // New returns a Service over st and b.
 func New(st store.Store, b bus.Bus, o Options) *Service {
-	if o.Retention <= 0 {
-		o.Retention = proto.DefaultRetention
+	if o.Grace <= 0 {
+		o.Grace = proto.DeliveryGrace
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 30 * time.Second
 	}
 	return &Service{
 		store: st, bus: b, log: o.Logger, m: o.Metrics,
-		retention: o.Retention, poll: o.PollInterval,
+		grace: o.Grace, poll: o.PollInterval,
 		rosters: rosterCache{m: make(map[string]*roster), inflight: make(map[string]int)},
 		hub:     hub{m: make(map[store.DeviceID]map[*Feed]struct{})},
 	}
@@ -109,17 +109,24 @@ func (s *Service) CreateGroup(ctx context.Context, creator store.DeviceID, group
 // Errors are a *proto.Error for a malformed request, or the store's
 // (store.ErrNotMember, store.ErrNotFound, *store.EpochConflictError, ...).
 func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (proto.Sent, error) {
-	members, err := checkSend(group, req, time.Now(), s.retention)
+	members, err := checkSend(group, req)
+	if err != nil {
+		return proto.Sent{}, err
+	}
+	blobs, err := checkTimer(req)
 	if err != nil {
 		return proto.Sent{}, err
 	}
 	m := store.Message{
 		GroupID: group, Sender: sender, ClientMsgID: req.ClientMsgID,
-		Kind: storeKind(req.Kind), Epoch: req.Epoch, Payload: req.Payload, ExpiresAt: req.ExpiresAt,
+		Kind: storeKind(req.Kind), Epoch: req.Epoch, Payload: req.Payload, ExpiresAt: s.expiry(time.Now(), req.Timer),
 	}
 	var a store.Appended
 	if req.Kind != proto.KindCommit {
 		if a, err = s.store.AppendMessage(ctx, m); err != nil {
+			return proto.Sent{}, err
+		}
+		if err := s.expireBlobs(ctx, sender, req, blobs, m.ExpiresAt); err != nil {
 			return proto.Sent{}, err
 		}
 		if !a.Duplicate {
@@ -162,7 +169,7 @@ func (s *Service) deliverWelcomes(ctx context.Context, sender store.DeviceID, gr
 			to, _ := store.ParseDeviceID(id) // checked by checkSend
 			a, err := s.store.AppendDirect(ctx, store.Direct{
 				To: to, Sender: sender, ClientMsgID: req.ClientMsgID, GroupID: group,
-				Kind: store.KindWelcome, Payload: w.Payload, ExpiresAt: req.ExpiresAt,
+				Kind: store.KindWelcome, Payload: w.Payload,
 			})
 			if errors.Is(err, store.ErrNotFound) {
 				continue // revoked since: it can do nothing with a Welcome
@@ -256,7 +263,7 @@ func (s *Service) Fetch(ctx context.Context, dev store.DeviceID, limit int) (pro
 	if err != nil {
 		return proto.Messages{}, err
 	}
-	out := proto.Messages{Messages: make([]proto.Envelope, 0, min(limit, len(p.Direct)+len(p.Messages)))}
+	out := proto.Messages{Messages: make([]proto.Envelope, 0, min(limit, len(p.Direct)+len(p.Messages))), Time: time.Now().UTC()}
 	for i := range p.Direct {
 		out.Messages = append(out.Messages, directEnvelope(&p.Direct[i]))
 	}

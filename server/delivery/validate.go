@@ -3,7 +3,6 @@ package delivery
 import (
 	"bytes"
 	"fmt"
-	"time"
 
 	"github.com/hush-chat/hush/mls"
 	"github.com/hush-chat/hush/proto"
@@ -33,7 +32,7 @@ func CheckGroupID(id []byte) error {
 
 // checkSend checks a Send's fields and returns the parsed roster of a
 // commit.
-func checkSend(group store.GroupID, req *proto.Send, now time.Time, retention time.Duration) ([]store.DeviceID, error) {
+func checkSend(group store.GroupID, req *proto.Send) ([]store.DeviceID, error) {
 	if err := CheckGroupID(group); err != nil {
 		return nil, err
 	}
@@ -46,9 +45,6 @@ func checkSend(group store.GroupID, req *proto.Send, now time.Time, retention ti
 		return nil, badRequest("payload is missing")
 	case len(req.Payload) > proto.MaxMessageBytes:
 		return nil, tooLarge("payload is larger than %d bytes", proto.MaxMessageBytes)
-	}
-	if req.ExpiresAt != nil && (!req.ExpiresAt.After(now) || req.ExpiresAt.After(now.Add(retention))) {
-		return nil, badRequest("expires_at must be in the future and within the server's retention period (%s)", retention)
 	}
 	switch req.Kind {
 	case proto.KindApplication, proto.KindProposal:
