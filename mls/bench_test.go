@@ -373,7 +373,7 @@ func BenchmarkGroupPrimitives(b *testing.B) {
 	})
 	b.Run("verify", func(b *testing.B) {
 		loop(b, func() {
-			if !s.verifyWithLabel(key.Public(), "bench", msg, sig) {
+			if !s.verifyWithLabel(key.Public(), sig, "bench", msg) {
 				b.Fatal("invalid signature")
 			}
 		})

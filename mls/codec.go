@@ -3,6 +3,7 @@ package mls
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -76,16 +77,26 @@ func addOpaque(b *cryptobyte.Builder, data []byte) {
 	b.AddBytes(data)
 }
 
+// vectorBuffers recycles the scratch buffers addVector writes bodies in:
+// encoding a large commit would otherwise grow a fresh buffer at every
+// level of nesting. A buffer is cleared before it is recycled, as bodies
+// can hold secrets.
+var vectorBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 // addVector appends a vector<V> whose body is written by f.
 func addVector(b *cryptobyte.Builder, f func(b *cryptobyte.Builder)) {
-	child := cryptobyte.NewBuilder(nil)
+	buf := vectorBuffers.Get().(*[]byte)
+	child := cryptobyte.NewBuilder((*buf)[:0])
 	f(child)
 	body, err := child.Bytes()
 	if err != nil {
 		b.SetError(err)
-		return
+		return // the buffer, perhaps partly written, is not recycled
 	}
 	addOpaque(b, body)
+	clear(body)
+	*buf = body[:0]
+	vectorBuffers.Put(buf)
 }
 
 // readVector reads the body of a vector<V> into out, without copying.

@@ -119,6 +119,28 @@ type AuthenticatedContent struct {
 	WireFormat WireFormat
 	Content    FramedContent
 	Auth       FramedContentAuthData
+
+	// content is Content encoded, once fix has been called.
+	content []byte
+}
+
+// fix encodes ac.Content once and keeps the bytes, which the signature,
+// the membership tag, the confirmed transcript hash and a staged commit
+// then share (§6.1, §6.2, §8.2) instead of each encoding a commit of up
+// to O(n) ciphertexts anew. ac.Content must not change afterwards.
+func (ac *AuthenticatedContent) fix() error {
+	content, err := encode(&ac.Content)
+	ac.content = content
+	return err
+}
+
+// encodedContent returns the encoding of ac.Content: the one fix kept, or
+// a fresh one.
+func (ac *AuthenticatedContent) encodedContent() ([]byte, error) {
+	if ac.content != nil {
+		return ac.content, nil
+	}
+	return encode(&ac.Content)
 }
 
 func (ac *AuthenticatedContent) marshal(b *cryptobyte.Builder) {
@@ -193,27 +215,25 @@ func checkSendable(ac *AuthenticatedContent, wf WireFormat) error {
 	return nil
 }
 
-// tbs returns FramedContentTBS (§6.1): version, wire format, content, and —
-// for a member or new_member_commit sender — groupContext, the encoded
+// tbs returns FramedContentTBS (§6.1) in pieces, to be written one after
+// the other: version and wire format, the encoded content, and — for a
+// member or new_member_commit sender — groupContext, the encoded
 // GroupContext of the content's epoch.
-func (ac *AuthenticatedContent) tbs(groupContext []byte) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
-	ac.marshalTBS(b, groupContext)
-	return b.Bytes()
-}
-
-func (ac *AuthenticatedContent) marshalTBS(b *cryptobyte.Builder, groupContext []byte) {
-	b.AddUint16(uint16(MLS10))
-	b.AddUint16(uint16(ac.WireFormat))
-	ac.Content.marshal(b)
+func (ac *AuthenticatedContent) tbs(groupContext []byte) ([][]byte, error) {
+	content, err := ac.encodedContent()
+	if err != nil {
+		return nil, err
+	}
+	head := []byte{byte(MLS10 >> 8), byte(MLS10), byte(ac.WireFormat >> 8), byte(ac.WireFormat)}
 	switch ac.Content.Sender.Type {
 	case SenderMember, SenderNewMemberCommit:
-		b.AddBytes(groupContext)
+		return [][]byte{head, content, groupContext}, nil
 	}
+	return [][]byte{head, content}, nil
 }
 
 // signFramedContent signs content for sending in wire format wf and returns the
-// AuthenticatedContent (§6.1). groupContext is the encoded GroupContext of
+// AuthenticatedContent (§6.1), fixed. groupContext is the encoded GroupContext of
 // the current epoch; it is signed over only for member and
 // new_member_commit senders. For a Commit the caller sets
 // Auth.ConfirmationTag once the new epoch's key schedule has run, which
@@ -223,11 +243,14 @@ func signFramedContent(key *SignatureKey, wf WireFormat, content *FramedContent,
 		return nil, err
 	}
 	ac := &AuthenticatedContent{WireFormat: wf, Content: *content}
+	if err := ac.fix(); err != nil {
+		return nil, err
+	}
 	tbs, err := ac.tbs(groupContext)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := key.signWithLabel("FramedContentTBS", tbs)
+	sig, err := key.signWithLabel("FramedContentTBS", tbs...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,21 +264,24 @@ func signFramedContent(key *SignatureKey, wf WireFormat, content *FramedContent,
 // UpdatePath's leaf for new_member_commit (§6.1).
 func (ac *AuthenticatedContent) verifySignature(s *suite, pub, groupContext []byte) bool {
 	tbs, err := ac.tbs(groupContext)
-	return err == nil && s.verifyWithLabel(pub, "FramedContentTBS", tbs, ac.Auth.Signature)
+	return err == nil && s.verifyWithLabel(pub, ac.Auth.Signature, "FramedContentTBS", tbs...)
 }
 
 // membershipTag is MAC(membership_key, AuthenticatedContentTBM) of §6.2,
 // where AuthenticatedContentTBM is FramedContentTBS followed by
 // FramedContentAuthData.
 func (ac *AuthenticatedContent) membershipTag(s *suite, membershipKey, groupContext []byte) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
-	ac.marshalTBS(b, groupContext)
-	ac.Auth.marshalFor(b, ac.Content.ContentType)
-	tbm, err := b.Bytes()
+	tbs, err := ac.tbs(groupContext)
 	if err != nil {
 		return nil, err
 	}
-	return s.mac(membershipKey, tbm), nil
+	b := cryptobyte.NewBuilder(nil)
+	ac.Auth.marshalFor(b, ac.Content.ContentType)
+	auth, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return s.mac(membershipKey, append(tbs, auth)...), nil
 }
 
 // PublicMessage is a handshake message sent signed but not encrypted
@@ -318,12 +344,15 @@ func protectPublic(s *suite, ac *AuthenticatedContent, membershipKey, groupConte
 
 // unprotectPublic checks pm's framing and, for a member sender, its
 // membership tag under membershipKey (§6.2), and returns its
-// AuthenticatedContent. The caller must then check that the content is for
-// the current group and epoch, and verify the signature with
+// AuthenticatedContent, fixed. The caller must then check that the content
+// is for the current group and epoch, and verify the signature with
 // AuthenticatedContent.verifySignature and the sender's key.
 func unprotectPublic(s *suite, pm *PublicMessage, membershipKey, groupContext []byte) (*AuthenticatedContent, error) {
 	ac := pm.authenticatedContent()
 	if err := checkFraming(ac.WireFormat, &ac.Content); err != nil {
+		return nil, err
+	}
+	if err := ac.fix(); err != nil {
 		return nil, err
 	}
 	if ac.Content.Sender.Type == SenderMember {
@@ -605,6 +634,9 @@ func unprotectPrivate(s *suite, st *secretTree, senderDataSecret []byte, pm *Pri
 	if err := checkFraming(ac.WireFormat, &ac.Content); err != nil {
 		return nil, err
 	}
+	if err := ac.fix(); err != nil {
+		return nil, err
+	}
 	return ac, nil
 }
 
@@ -640,15 +672,18 @@ func confirmedTranscriptHash(s *suite, interimBefore []byte, ac *AuthenticatedCo
 	if ac.Content.ContentType != ContentCommit {
 		return nil, errorf("transcript hash of a non-commit")
 	}
-	b := cryptobyte.NewBuilder(append([]byte(nil), interimBefore...))
-	b.AddUint16(uint16(ac.WireFormat))
-	ac.Content.marshal(b)
-	addOpaque(b, ac.Auth.Signature)
-	input, err := b.Bytes()
+	content, err := ac.encodedContent()
 	if err != nil {
 		return nil, err
 	}
-	return s.hash(input), nil
+	b := cryptobyte.NewBuilder(nil)
+	addOpaque(b, ac.Auth.Signature)
+	sig, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	wf := []byte{byte(ac.WireFormat >> 8), byte(ac.WireFormat)}
+	return s.hash(interimBefore, wf, content, sig), nil
 }
 
 // interimTranscriptHash returns

@@ -329,8 +329,9 @@ func TestPublicMessageRejectsTampering(t *testing.T) {
 	if got.verifySignature(f.s, f.key.Public(), otherContext) {
 		t.Error("signature verifies under another group context")
 	}
-	got.Content.AuthenticatedData = []byte("changed")
-	if got.verifySignature(f.s, f.key.Public(), f.groupContext) {
+	changed := &AuthenticatedContent{WireFormat: got.WireFormat, Content: got.Content, Auth: got.Auth}
+	changed.Content.AuthenticatedData = []byte("changed")
+	if changed.verifySignature(f.s, f.key.Public(), f.groupContext) {
 		t.Error("signature verifies over changed content")
 	}
 	// A member's application data never travels as a PublicMessage, even

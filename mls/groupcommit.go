@@ -427,7 +427,7 @@ func (g *Group) stageReceivedCommit(ac *AuthenticatedContent) (*StagedCommit, er
 	switch sender.Type {
 	case SenderMember:
 		if leafIndex(sender.Index) == g.priv.self {
-			if g.pending != nil && bytes.Equal(g.pending.raw, mustEncode(&ac.Content)) {
+			if raw, err := ac.encodedContent(); err == nil && g.pending != nil && bytes.Equal(g.pending.raw, raw) {
 				return g.pending, nil
 			}
 			return nil, errorf("a commit from our own leaf that we did not send")
@@ -555,6 +555,10 @@ func checkPathLeaf(s *suite, gc *GroupContext, members *treeKeys, at leafIndex, 
 // finishStaging runs the transcript hash and key schedule of the new epoch.
 func (g *Group) finishStaging(st *staging, ac *AuthenticatedContent, commitSecret []byte, priv *treePrivate) (*StagedCommit, error) {
 	s := g.suite
+	raw, err := ac.encodedContent()
+	if err != nil {
+		return nil, err
+	}
 	confirmed, err := confirmedTranscriptHash(s, g.interim, ac)
 	if err != nil {
 		return nil, err
@@ -584,7 +588,7 @@ func (g *Group) finishStaging(st *staging, ac *AuthenticatedContent, commitSecre
 		PSKs:        st.psks,
 		SelfRemoved: st.selfRemoved,
 		ReInit:      st.reinit,
-		raw:         mustEncode(&ac.Content),
+		raw:         raw,
 		ctx:         st.ctx,
 		ctxRaw:      ctxRaw,
 		tree:        st.tree,

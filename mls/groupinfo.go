@@ -62,7 +62,7 @@ func (gi *GroupInfo) sign(key *SignatureKey) error {
 // leaf at gi.Signer.
 func (gi *GroupInfo) verifySignature(s *suite, pub []byte) bool {
 	tbs, err := gi.tbs()
-	return err == nil && s.verifyWithLabel(pub, "GroupInfoTBS", tbs, gi.Signature)
+	return err == nil && s.verifyWithLabel(pub, gi.Signature, "GroupInfoTBS", tbs)
 }
 
 // Marshal returns the encoding of gi (without an MLSMessage envelope).

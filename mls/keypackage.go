@@ -73,7 +73,7 @@ func (kp *KeyPackage) sign(key *SignatureKey) error {
 // verifySignature checks kp.Signature against kp.LeafNode.SignatureKey.
 func (kp *KeyPackage) verifySignature(s *suite) bool {
 	tbs, err := kp.tbs()
-	return err == nil && s.verifyWithLabel(kp.LeafNode.SignatureKey, "KeyPackageTBS", tbs, kp.Signature)
+	return err == nil && s.verifyWithLabel(kp.LeafNode.SignatureKey, kp.Signature, "KeyPackageTBS", tbs)
 }
 
 // IsLastResort reports whether kp carries the last_resort extension, which

@@ -111,7 +111,7 @@ func (l *LeafNode) sign(s *suite, priv []byte, groupID []byte, index leafIndex) 
 // verifySignature checks l.Signature against l.SignatureKey.
 func (l *LeafNode) verifySignature(s *suite, groupID []byte, index leafIndex) bool {
 	tbs := l.tbs(groupID, index)
-	return tbs != nil && s.verifyWithLabel(l.SignatureKey, "LeafNodeTBS", tbs, l.Signature)
+	return tbs != nil && s.verifyWithLabel(l.SignatureKey, l.Signature, "LeafNodeTBS", tbs)
 }
 
 // clone returns a deep copy of l, safe to modify.

@@ -264,7 +264,8 @@ func (t *secretTree) step(secret []byte, g uint32) (keyNonce, next []byte) {
 	s := t.suite
 	key := s.deriveTreeSecret(secret, "key", g, s.nk)
 	nonce := s.deriveTreeSecret(secret, "nonce", g, s.nn)
-	keyNonce = append(key, nonce...)
+	keyNonce = slices.Concat(key, nonce)
+	clear(key)
 	clear(nonce)
 	return keyNonce, s.deriveTreeSecret(secret, "secret", g, s.nh())
 }

@@ -73,9 +73,10 @@ func (k *SignatureKey) Bytes() []byte { return append([]byte(nil), k.priv...) }
 // String never reveals the key.
 func (k *SignatureKey) String() string { return "mls.SignatureKey(redacted)" }
 
-// signWithLabel is SignWithLabel (§5.1.2) with the pre-parsed key.
-func (k *SignatureKey) signWithLabel(label string, content []byte) ([]byte, error) {
-	msg := signContent(label, content)
+// signWithLabel is SignWithLabel (§5.1.2) with the pre-parsed key, over
+// the content that is the concatenation of the pieces content.
+func (k *SignatureKey) signWithLabel(label string, content ...[]byte) ([]byte, error) {
+	msg := signContent(label, content...)
 	switch sg := k.suite.sig.(type) {
 	case ecdsaSigner:
 		h := sg.hash.New()

@@ -131,9 +131,12 @@ func lookupSuite(cs CipherSuite) (*suite, error) {
 // nh is the output size of the suite's hash (and KDF.Nh).
 func (s *suite) nh() int { return s.newHash().Size() }
 
-func (s *suite) hash(data []byte) []byte {
+// hash hashes the concatenation of data.
+func (s *suite) hash(data ...[]byte) []byte {
 	h := s.newHash()
-	h.Write(data)
+	for _, d := range data {
+		h.Write(d)
+	}
 	return h.Sum(nil)
 }
 
@@ -165,7 +168,7 @@ func (s *suite) expand(prk []byte, info []byte, length int) []byte {
 func (s *suite) expandWithLabel(secret []byte, label string, context []byte, length int) []byte {
 	b := cryptobyte.NewBuilder(make([]byte, 0, 2+len(label)+len(context)+16))
 	b.AddUint16(uint16(length))
-	addOpaque(b, append([]byte("MLS 1.0 "), label...))
+	addLabel(b, label)
 	addOpaque(b, context)
 	return s.expand(secret, b.BytesOrPanic(), length)
 }
@@ -181,10 +184,13 @@ func (s *suite) deriveTreeSecret(secret []byte, label string, generation uint32,
 	return s.expandWithLabel(secret, label, ctx, length)
 }
 
-// mac is the suite's MAC (HMAC with its hash).
-func (s *suite) mac(key, data []byte) []byte {
+// mac is the suite's MAC (HMAC with its hash) of the concatenation of
+// data.
+func (s *suite) mac(key []byte, data ...[]byte) []byte {
 	m := hmac.New(s.newHash, key)
-	m.Write(data)
+	for _, d := range data {
+		m.Write(d)
+	}
 	return m.Sum(nil)
 }
 
@@ -233,7 +239,7 @@ func (s *suite) hpkePublicFromPrivate(priv []byte) ([]byte, error) {
 
 func encryptContext(label string, context []byte) []byte {
 	b := cryptobyte.NewBuilder(nil)
-	addOpaque(b, append([]byte("MLS 1.0 "), label...))
+	addLabel(b, label)
 	addOpaque(b, context)
 	return b.BytesOrPanic()
 }
@@ -432,10 +438,30 @@ func (e ecdsaSigner) validatePublic(pub []byte) error {
 	return nil
 }
 
-func signContent(label string, content []byte) []byte {
-	b := cryptobyte.NewBuilder(make([]byte, 0, len(label)+len(content)+16))
-	addOpaque(b, append([]byte("MLS 1.0 "), label...))
-	addOpaque(b, content)
+// labelPrefix starts every label of §5.1.2, §5.1.3 and §8.
+const labelPrefix = "MLS 1.0 "
+
+// addLabel appends opaque label<V> with "MLS 1.0 " prepended to label.
+func addLabel(b *cryptobyte.Builder, label string) {
+	addVarint(b, len(labelPrefix)+len(label))
+	b.AddBytes([]byte(labelPrefix))
+	b.AddBytes([]byte(label))
+}
+
+// signContent returns SignContent (§5.1.2) for label and the content that
+// is the concatenation of the pieces content, in one buffer: the message
+// that is signed.
+func signContent(label string, content ...[]byte) []byte {
+	n := 0
+	for _, c := range content {
+		n += len(c)
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(labelPrefix)+len(label)+n+8))
+	addLabel(b, label)
+	addVarint(b, n)
+	for _, c := range content {
+		b.AddBytes(c)
+	}
 	return b.BytesOrPanic()
 }
 
@@ -444,7 +470,8 @@ func (s *suite) signWithLabel(priv []byte, label string, content []byte) ([]byte
 	return s.sig.sign(priv, signContent(label, content))
 }
 
-// verifyWithLabel is VerifyWithLabel of §5.1.2.
-func (s *suite) verifyWithLabel(pub []byte, label string, content, sig []byte) bool {
-	return s.sig.verify(pub, signContent(label, content), sig)
+// verifyWithLabel is VerifyWithLabel of §5.1.2 of signature sig, over the
+// content that is the concatenation of the pieces content.
+func (s *suite) verifyWithLabel(pub, sig []byte, label string, content ...[]byte) bool {
+	return s.sig.verify(pub, signContent(label, content...), sig)
 }

@@ -73,17 +73,17 @@ func TestCryptoBasicsVectors(t *testing.T) {
 				t.Errorf("DeriveTreeSecret = %x, want %x", got, dt.Out)
 			}
 			sw := v.SignWithLabel
-			if !s.verifyWithLabel(sw.Pub, sw.Label, sw.Content, sw.Signature) {
+			if !s.verifyWithLabel(sw.Pub, sw.Signature, sw.Label, sw.Content) {
 				t.Error("VerifyWithLabel rejected the vector's signature")
 			}
 			sig, err := s.signWithLabel(sw.Priv, sw.Label, sw.Content)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !s.verifyWithLabel(sw.Pub, sw.Label, sw.Content, sig) {
+			if !s.verifyWithLabel(sw.Pub, sig, sw.Label, sw.Content) {
 				t.Error("VerifyWithLabel rejected our own signature")
 			}
-			if s.verifyWithLabel(sw.Pub, sw.Label+"x", sw.Content, sig) {
+			if s.verifyWithLabel(sw.Pub, sig, sw.Label+"x", sw.Content) {
 				t.Error("VerifyWithLabel accepted a signature under another label")
 			}
 			if pub, err := s.sig.public(sw.Priv); err != nil || !bytes.Equal(pub, sw.Pub) {
