@@ -1,0 +1,227 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { Core, friendly, type Account, type Conversation, type CoreEvent, type Message } from './core/bridge';
+import { Onboarding } from './ui/onboarding';
+import { Sidebar } from './ui/sidebar';
+import { ConversationView, EmptyView } from './ui/conversation';
+import { Details } from './ui/details';
+import { Modal, type ModalState } from './ui/modals';
+import { Logo } from './ui/icons';
+
+export interface Upload {
+  id: string;
+  conv: string;
+  name: string;
+  done: number;
+  total: number;
+  preview?: string;
+}
+
+export interface AppState {
+  core: Core;
+  account: Account;
+  convs: Conversation[];
+  current: Conversation | null;
+  messages: Message[];
+  typing: Record<string, { user: string; until: number }>;
+  uploads: Upload[];
+  online: boolean;
+}
+
+export function App() {
+  const [boot, setBoot] = useState<{ core: Core; account: Account | null } | null>(null);
+  const [bootError, setBootError] = useState<string | null>(null);
+  useEffect(() => {
+    navigator.locks
+      .request('hush-vault', { ifAvailable: true }, async (lock) => {
+        if (!lock) {
+          setBootError('Hush is open in another tab. Close it, then reload this one.');
+          return;
+        }
+        try {
+          setBoot(await Core.load());
+        } catch (e) {
+          setBootError(friendly(e));
+          return;
+        }
+        // Hold the lock for the life of the page: one tab, one client.
+        await new Promise(() => {});
+      })
+      .catch((e) => setBootError(friendly(e)));
+  }, []);
+  if (bootError) return <Splash text={bootError} error />;
+  if (!boot) return <Splash text="Starting Hush…" />;
+  if (!boot.account) return <Onboarding core={boot.core} onDone={(account) => setBoot({ core: boot.core, account })} />;
+  return <Main core={boot.core} account={boot.account} />;
+}
+
+function Splash({ text, error }: { text: string; error?: boolean }) {
+  return (
+    <div class="splash" data-testid="splash">
+      <Logo size={56} />
+      <p class={error ? 'error' : 'muted'}>{text}</p>
+      {!error && <div class="spinner" />}
+    </div>
+  );
+}
+
+function Main({ core, account }: { core: Core; account: Account }) {
+  const [convs, setConvs] = useState<Conversation[]>([]);
+  const [currentId, setCurrentId] = useState<string | null>(() => sessionStorage.getItem('hush.current'));
+  const [messages, setMessages] = useState<Message[]>([]);
+  const [typing, setTyping] = useState<AppState['typing']>({});
+  const [uploads, setUploads] = useState<Upload[]>([]);
+  const [online, setOnline] = useState(false);
+  const [modal, setModal] = useState<ModalState | null>(null);
+  const [details, setDetails] = useState(false);
+  const [toast, setToast] = useState<string | null>(null);
+  const currentRef = useRef(currentId);
+  currentRef.current = currentId;
+
+  const notify = useCallback((text: string) => {
+    setToast(text);
+    setTimeout(() => setToast((t) => (t === text ? null : t)), 4000);
+  }, []);
+
+  // refresh reloads the list and the open conversation, at most once a
+  // frame however many events arrive.
+  const pending = useRef(false);
+  const refresh = useCallback(() => {
+    if (pending.current) return;
+    pending.current = true;
+    requestAnimationFrame(async () => {
+      pending.current = false;
+      try {
+        setConvs(await core.call('conversations'));
+        const id = currentRef.current;
+        if (id) setMessages(await core.call('messages', { conv: id }));
+      } catch (e) {
+        console.warn('refresh', e);
+      }
+    });
+  }, [core]);
+
+  useEffect(() => {
+    refresh();
+    return core.on((e: CoreEvent) => {
+      switch (e.type) {
+        case 'connection':
+          setOnline(e.text === 'online');
+          return;
+        case 'typing':
+          setTyping((t) => ({ ...t, [e.conversation]: { user: e.user, until: Date.now() + 5000 } }));
+          setTimeout(() => setTyping((t) => ({ ...t })), 5100);
+          return;
+        case 'upload':
+          setUploads((us) => us.map((u) => (u.id === e.upload ? { ...u, done: e.done, total: e.total } : u)));
+          return;
+        case 'warning':
+          console.warn('hush:', e.text);
+          return;
+        case 'identity_changed':
+          notify(`${e.user}'s safety number changed. Verify it before you send.`);
+          break;
+        case 'fatal':
+          notify(e.text);
+          return;
+        case 'linked':
+          notify('The new device is linked.');
+          break;
+        case 'link_failed':
+          notify(`Linking failed: ${e.text}`);
+          return;
+        case 'message':
+          if (e.message && !e.message.outgoing)
+            setTyping((t) => {
+              const n = { ...t };
+              delete n[e.conversation];
+              return n;
+            });
+          break;
+      }
+      refresh();
+    });
+  }, [core, refresh, notify]);
+
+  const current = convs.find((c) => c.id === currentId) ?? null;
+
+  const open = useCallback(
+    async (id: string | null) => {
+      setCurrentId(id);
+      currentRef.current = id;
+      if (id) sessionStorage.setItem('hush.current', id);
+      else sessionStorage.removeItem('hush.current');
+      setMessages(id ? await core.call('messages', { conv: id }).catch(() => []) : []);
+    },
+    [core],
+  );
+
+  // Read receipts: what is on screen in a focused window is read.
+  useEffect(() => {
+    if (!current || !messages.some((m) => !m.outgoing && !m.read && !m.deleted)) return;
+    const send = () => {
+      if (document.visibilityState === 'visible')
+        core
+          .call('markRead', { conv: current.id })
+          .then(refresh)
+          .catch(() => {});
+    };
+    send();
+    document.addEventListener('visibilitychange', send);
+    return () => document.removeEventListener('visibilitychange', send);
+  }, [core, current?.id, messages, refresh]);
+
+  const state: AppState = useMemo(
+    () => ({ core, account, convs, current, messages, typing, uploads, online }),
+    [core, account, convs, current, messages, typing, uploads, online],
+  );
+
+  const startUpload = (u: Upload) => setUploads((us) => [...us, u]);
+  const endUpload = (id: string) =>
+    setUploads((us) => {
+      const u = us.find((x) => x.id === id);
+      if (u?.preview) URL.revokeObjectURL(u.preview);
+      return us.filter((x) => x.id !== id);
+    });
+
+  return (
+    <div class={`app ${current ? 'has-current' : ''} ${details && current ? 'with-details' : ''}`}>
+      <Sidebar state={state} onOpen={open} onModal={setModal} />
+      {current ? (
+        <ConversationView
+          key={current.id}
+          state={state}
+          conv={current}
+          onModal={setModal}
+          onDetails={() => setDetails((d) => !d)}
+          onError={(e) => notify(friendly(e))}
+          refresh={refresh}
+          startUpload={startUpload}
+          endUpload={endUpload}
+          onBack={() => open(null)}
+        />
+      ) : (
+        <EmptyView account={account} />
+      )}
+      {current && details && <Details state={state} conv={current} onClose={() => setDetails(false)} onModal={setModal} onError={(e) => notify(friendly(e))} refresh={refresh} />}
+      {modal && (
+        <Modal
+          state={state}
+          modal={modal}
+          onClose={() => setModal(null)}
+          onOpen={(id) => {
+            setModal(null);
+            refresh();
+            open(id);
+          }}
+          onError={(e) => notify(friendly(e))}
+          refresh={refresh}
+        />
+      )}
+      {toast && (
+        <div class="toast" role="status" data-testid="toast">
+          {toast}
+        </div>
+      )}
+    </div>
+  );
+}
