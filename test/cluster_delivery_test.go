@@ -17,7 +17,7 @@ import (
 
 // TestCluster runs three `hush serve` processes on one PostgreSQL schema
 // and NATS, each configured another way (flags, environment variables, a
-// config file), with devices spread over them.
+// config file), with devices spread over them; at the end it kills one.
 func TestCluster(t *testing.T) {
 	clusterServices(t)
 	bin := buildHush(t)
@@ -37,6 +37,7 @@ func TestCluster(t *testing.T) {
 	t.Run("OneToOne", func(t *testing.T) { testClusterOneToOne(t, nodes) })
 	t.Run("Group", func(t *testing.T) { testClusterGroup(t, nodes) })
 	t.Run("CompetingCommits", func(t *testing.T) { testClusterCommits(t, nodes) })
+	t.Run("NodeKilled", func(t *testing.T) { testClusterNodeKilled(t, nodes) })
 }
 
 // testClusterOneToOne: a device on node 1 sends to a device on node 2,

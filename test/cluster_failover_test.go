@@ -11,20 +11,15 @@ import (
 	"github.com/hush-chat/hush/proto"
 )
 
-// TestClusterNodeKilled kills one of three nodes with SIGKILL in the middle
-// of a burst. The devices connected to it (a sender and a receiver)
+// testClusterNodeKilled kills the third node with SIGKILL in the middle of
+// a burst. The devices connected to it (a sender and a receiver)
 // reconnect to another node; the sender sends again what was not answered,
 // with the same client message ids; and every device ends up with every
 // message of the others exactly once, in the order of the group's log,
-// decrypted. The devices on the other nodes never notice.
-func TestClusterNodeKilled(t *testing.T) {
-	clusterServices(t)
-	bin := buildHush(t)
-	store := clusterSchema(t)
-	n1 := startNode(t, bin, "node1", store, byFlags)
-	n2 := startNode(t, bin, "node2", store, byFlags)
-	n3 := startNode(t, bin, "node3", store, byFlags)
-
+// decrypted. The devices on the other nodes never notice. It runs last:
+// the node stays dead.
+func testClusterNodeKilled(t *testing.T, nodes []*hushNode) {
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	s1 := newDevice(t, "s1", n3, n1) // sender on the node to be killed
 	r1 := newDevice(t, "r1", n3, n2) // receiver on the node to be killed
 	s2 := newDevice(t, "s2", n1, n2)
