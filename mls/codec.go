@@ -195,9 +195,13 @@ type unmarshaler interface {
 	unmarshal(s *cryptobyte.String) bool
 }
 
+// encodeCapacity is the buffer encode starts with: enough for most
+// messages and keys without growing it.
+const encodeCapacity = 256
+
 // encode returns the wire encoding of v.
 func encode(v marshaler) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, encodeCapacity))
 	v.marshal(b)
 	return b.Bytes()
 }

@@ -449,7 +449,7 @@ func (p *privateMessageContent) unmarshal(s *cryptobyte.String) bool {
 // privateContentAAD is PrivateContentAAD (§6.3.1), the AAD of the content
 // encryption.
 func privateContentAAD(pm *PrivateMessage) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(pm.GroupID)+len(pm.AuthenticatedData)+17))
 	addOpaque(b, pm.GroupID)
 	b.AddUint64(pm.Epoch)
 	b.AddUint8(uint8(pm.ContentType))
@@ -460,7 +460,7 @@ func privateContentAAD(pm *PrivateMessage) ([]byte, error) {
 // senderDataAAD is SenderDataAAD (§6.3.2), the AAD of the sender data
 // encryption.
 func senderDataAAD(pm *PrivateMessage) ([]byte, error) {
-	b := cryptobyte.NewBuilder(nil)
+	b := cryptobyte.NewBuilder(make([]byte, 0, len(pm.GroupID)+13))
 	addOpaque(b, pm.GroupID)
 	b.AddUint64(pm.Epoch)
 	b.AddUint8(uint8(pm.ContentType))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -438,4 +439,43 @@ func TestCommitSamePSKTwice(t *testing.T) {
 		t.Fatalf("%d PSKs staged, want 2", len(sc.PSKs))
 	}
 	sameState(t, ga, gb)
+}
+
+// TestCommitAddsFirstError checks the KeyPackages of a large Add commit,
+// which are verified in parallel: with several invalid ones, creating or
+// processing the commit fails with the error of the first, every time,
+// and leaves the group as it was.
+func TestCommitAddsFirstError(t *testing.T) {
+	v := newValidationGroup(t, DefaultCipherSuite)
+	ga, gb := v.groups[0], v.groups[1]
+	var kps []*KeyPackage
+	for i := range 24 {
+		kp := *newTestClient(t, DefaultCipherSuite, fmt.Sprint("joiner ", i)).keyPackage(t).KeyPackage
+		switch i {
+		case 7:
+			kp.Signature = bytes.Clone(kp.Signature)
+			kp.Signature[0] ^= 1
+		case 15:
+			kp.LeafNode.Signature = bytes.Clone(kp.LeafNode.Signature)
+			kp.LeafNode.Signature[0] ^= 1
+		}
+		kps = append(kps, &kp)
+	}
+	const want = "KeyPackage signature does not verify" // the 8th's, not the 16th's
+	saved := mustSave(t, ga)
+	var list []ProposalOrRef
+	for _, kp := range kps {
+		list = append(list, addOf(kp))
+	}
+	m := forgeCommit(t, ga, list, nil)
+	for range 5 {
+		_, err := ga.Commit(CommitOptions{Add: kps})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("commit: err = %v, want %q", err, want)
+		}
+		if !bytes.Equal(mustSave(t, ga), saved) {
+			t.Fatal("a failed commit changed the group")
+		}
+		rejected(t, gb, m, want)
+	}
 }
