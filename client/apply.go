@@ -11,6 +11,10 @@ type origin struct {
 	time         time.Time
 	seq          uint64
 	self         bool // sent by one of our devices
+	// start is when the timer of a disappearing message starts on this
+	// device, by its clock: its sending, on the sender's devices; zero
+	// on the others, where it starts when the message is first shown.
+	start time.Time
 }
 
 // apply records the effect of a content on the conversation: the one
@@ -29,7 +33,16 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 			return err
 		}
 		m := &Message{ID: ct.ID, Conversation: cv.ID, Seq: o.seq, Sender: o.user, SenderDevice: o.device, Time: o.time,
-			Type: ct.Type, Text: ct.Text, ReplyTo: ct.ReplyTo, Attachment: ct.Attachment, Outgoing: o.self}
+			Type: ct.Type, Text: ct.Text, ReplyTo: ct.ReplyTo, Attachment: ct.Attachment, Outgoing: o.self, Timer: ct.timer()}
+		if m.Timer > 0 && !o.start.IsZero() {
+			m.Expires = o.start.Add(m.Timer)
+			if !m.Expires.After(c.o.Now()) {
+				return nil // sent by another of our devices, and gone there already
+			}
+			if err := tx.putExpiry(m); err != nil {
+				return err
+			}
+		}
 		if err := tx.putMessage(m); err != nil {
 			return err
 		}

@@ -57,6 +57,14 @@ type Client struct {
 	acct *accountRecord
 	tr   Transport
 	live PushConn
+
+	// The expiry loop (expiry.go): woken when a timer starts, stopped by
+	// Close. unscrubbed is set while deleted messages await Scrub; only
+	// expire uses it.
+	expiryWake chan struct{}
+	stopExpiry context.CancelFunc
+	expiryDone chan struct{}
+	unscrubbed bool
 }
 
 // ErrNoAccount is returned by operations that need an account when the
@@ -92,7 +100,7 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{o: o, db: db, log: o.Logger}
+	c := &Client{o: o, db: db, log: o.Logger, expiryWake: make(chan struct{}, 1), expiryDone: make(chan struct{})}
 	var acct accountRecord
 	err = db.view(ctx, func(tx *tx) error {
 		ok, err := tx.get(tableMeta, "account", &acct)
@@ -104,11 +112,22 @@ func Open(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Messages that disappeared while the client was closed go before
+	// anything can be shown; if only scrubbing the storage failed, the
+	// expiry loop tries again.
+	if _, err := c.expire(ctx); err != nil && !c.unscrubbed {
+		return nil, err
+	}
+	loop, stop := context.WithCancel(context.Background())
+	c.stopExpiry = stop
+	go c.expireLoop(loop)
 	return c, nil
 }
 
-// Close closes the local store.
+// Close stops deleting disappearing messages and closes the local store.
 func (c *Client) Close() error {
+	c.stopExpiry()
+	<-c.expiryDone
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.db.st.Close()
@@ -361,7 +380,7 @@ func (c *Client) uploadKeyPackages(ctx context.Context, n int, lastResort bool) 
 		if last && !lastResort {
 			break
 		}
-		kp, err := mls.NewKeyPackage(key, mls.KeyPackageOptions{Credential: a.credential(), LastResort: last})
+		kp, err := mls.NewKeyPackage(key, mls.KeyPackageOptions{Credential: a.credential(), LastResort: last, Extensions: []mls.ExtensionType{ExtensionTimer}})
 		if err != nil {
 			return err
 		}

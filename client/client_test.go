@@ -25,12 +25,14 @@ type device struct {
 	key    *client.StoreKey
 	mu     sync.Mutex
 	events []client.Event
+	at     []time.Time // when each event came
 }
 
 func (d *device) onEvent(e client.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.events = append(d.events, e)
+	d.at = append(d.at, time.Now())
 }
 
 func (d *device) eventsOf(t client.EventType) []client.Event {
@@ -45,8 +47,9 @@ func (d *device) eventsOf(t client.EventType) []client.Event {
 	return out
 }
 
-// openDevice opens a client on the store at path (created if new).
-func openDevice(t *testing.T, tr func(string) (client.Transport, error), path string, key *client.StoreKey, wrap func(client.Storage) client.Storage) *device {
+// openDevice opens a client on the store at path (created if new); opts
+// change its options.
+func openDevice(t *testing.T, tr func(string) (client.Transport, error), path string, key *client.StoreKey, wrap func(client.Storage) client.Storage, opts ...func(*client.Options)) *device {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), path)
 	if err != nil {
@@ -57,7 +60,11 @@ func openDevice(t *testing.T, tr func(string) (client.Transport, error), path st
 		st = wrap(db)
 	}
 	d := &device{path: path, key: key}
-	c, err := client.Open(context.Background(), client.Options{Storage: st, Key: key, Transport: tr, OnEvent: d.onEvent, KeyPackageBatch: 5})
+	o := client.Options{Storage: st, Key: key, Transport: tr, OnEvent: d.onEvent, KeyPackageBatch: 5}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := client.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +293,7 @@ func TestGroupAddRemove(t *testing.T) {
 	if _, err := alice.SendText(ctx, cv.ID, "carol is gone"); err != nil {
 		t.Fatal(err)
 	}
-	last := srv.sent[len(srv.sent)-1]
+	last := srv.sent[len(srv.sent)-1].Payload
 	msg, err := mls.UnmarshalMLSMessage(last)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 )
 
@@ -14,8 +15,8 @@ import (
 // end to end encrypted, never visible to the server. It is encoded as JSON
 // (see [EncodeContent]); Type says which fields are set:
 //
-//	text        Text; ReplyTo when it answers another message
-//	attachment  Attachment; Text is an optional caption
+//	text        Text; ReplyTo when it answers another message; Timer
+//	attachment  Attachment; Text is an optional caption; ReplyTo; Timer
 //	reaction    Target, Emoji; Remove takes the reaction back
 //	edit        Target, Text: new text for a message of the same sender
 //	delete      Target: delete a message of the same sender for everyone
@@ -24,10 +25,12 @@ import (
 //	meta        Meta: the conversation's kind and name
 //
 // Every content has a fresh random ID (16 bytes, hex), which is also the
-// client message id that makes the send idempotent. Version 1 is the only
-// version; a content of a later version, or of a type this client does not
-// know (the disappearing-message timer and call signalling will be new
-// types), fails to decode with [ErrUnsupportedContent] and is skipped.
+// client message id that makes the send idempotent. Timer, in seconds, is
+// the disappearing-message timer in force when a message was sent (0: it
+// stays); the message keeps it whatever the conversation's timer becomes.
+// Version 1 is the only version; a content of a later version, or of a
+// type this client does not know (call signalling will be a new type),
+// fails to decode with [ErrUnsupportedContent] and is skipped.
 type Content struct {
 	Version    int         `json:"v"`
 	ID         string      `json:"id"`
@@ -40,6 +43,7 @@ type Content struct {
 	Remove     bool        `json:"remove,omitempty"`
 	Attachment *Attachment `json:"attachment,omitempty"`
 	Meta       *Meta       `json:"meta,omitempty"`
+	Timer      uint32      `json:"timer,omitempty"`
 }
 
 // ContentType is the kind of a [Content].
@@ -185,6 +189,9 @@ func (c *Content) check() error {
 	if c.ReplyTo != "" && (c.Type != TypeText && c.Type != TypeAttachment || !validID(c.ReplyTo)) {
 		return bad("has an invalid reply")
 	}
+	if c.Timer != 0 && (c.Type != TypeText && c.Type != TypeAttachment || CheckTimer(c.timer()) != nil) {
+		return bad("has an invalid timer")
+	}
 	needTarget := c.Type == TypeReaction || c.Type == TypeEdit || c.Type == TypeDelete
 	if needTarget != (c.Target != "") || c.Target != "" && !validID(c.Target) {
 		return bad("has an invalid target")
@@ -230,6 +237,9 @@ func (c *Content) check() error {
 	}
 	return nil
 }
+
+// timer is the content's Timer as a duration.
+func (c *Content) timer() time.Duration { return time.Duration(c.Timer) * time.Second }
 
 func (a *Attachment) check() error {
 	if a.BlobID == "" || len(a.BlobID) > 128 || len(a.Key) != attachmentKeySize || a.Size < 0 ||

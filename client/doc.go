@@ -49,6 +49,24 @@
 // envelopes at or below a cursor are skipped. A crash at any point loses
 // nothing and shows nothing twice.
 //
+// # Disappearing messages
+//
+// A conversation's timer ([Client.SetTimer], from [MinTimer] to
+// [MaxTimer], or off) is MLS group state, in the [ExtensionTimer] group
+// context extension: every member's device agrees on it, any member
+// changes it with a commit ([EventTimer] reports it), and a commit that
+// sets a value out of range is refused before it is merged. Each message
+// carries, encrypted, the timer in force when it was sent, and keeps it.
+// Its timer starts at sending on the sender's devices and when it is
+// first shown ([Client.Shown]) on the others; when it runs out, the
+// message, its attachment's copy and key, its reactions and edits are
+// deleted from the device ([EventExpired]) within a second while the
+// client is open, and at [Open] otherwise, before anything is shown. The
+// server deletes it once every device has it, and at the latest its
+// timer plus a grace after it accepted it; so that the attachment
+// outlives its blob, a device downloads it before acknowledging the
+// message. See expiry.go and files.go.
+//
 // # Security considerations
 //
 // The server sees ids, sizes, times, rosters of device ids, KeyPackages
@@ -72,10 +90,14 @@
 //
 // Everything the local store writes is sealed with XChaCha20-Poly1305
 // under the [StoreKey], bound to its table and row; row keys reveal
-// nothing secret. The key comes from a key file or a passphrase
-// (Argon2id); see package client/profile. "Delete for everyone" makes
-// every device that receives it forget the message's content, but a
-// device that was modified, or a screenshot, keeps what it saw.
+// nothing secret (the expiry index holds message ids and their expiry
+// times in clear). Deleted rows are overwritten where the Storage can
+// ([Scrubber]): client/sqlite keeps no copy of a disappeared message in
+// its files, free pages and write-ahead log included. The key comes from
+// a key file or a passphrase (Argon2id); see package client/profile.
+// "Delete for everyone" and disappearing messages make every device that
+// follows the protocol forget the message's content, but a device that
+// was modified, or a screenshot, keeps what it saw.
 //
 // A device-linking code hands over the account for the few minutes it
 // lives: it carries the secret that seals the identity key on its way to

@@ -31,9 +31,9 @@ type fakeServer struct {
 	groups  map[string]*fakeGroup
 	blobs   map[string][]byte
 	boxes   map[string]map[string][]byte
-	// sent records every payload sent to a group, for tests that look at
-	// ciphertext.
-	sent [][]byte
+	// sent records every Send to a group, for tests that look at
+	// ciphertext or at what the server is told.
+	sent []proto.Send
 	// conflicts counts commits refused for a stale epoch.
 	conflicts int
 	// page is how many messages a fetch returns at most (default
@@ -324,7 +324,7 @@ func (s *fakeServer) send(dev *fakeDevice, gid string, req proto.Send) (any, err
 	seq := uint64(len(g.log) + 1)
 	env := proto.Envelope{GroupID: []byte(gid), Seq: seq, Sender: dev.id, Kind: req.Kind, Epoch: req.Epoch, Payload: req.Payload, Time: time.Now().UTC()}
 	g.log = append(g.log, env)
-	s.sent = append(s.sent, req.Payload)
+	s.sent = append(s.sent, req)
 	if req.Kind == proto.KindCommit {
 		g.epoch++
 		for _, d := range req.Roster {
@@ -347,7 +347,7 @@ func (s *fakeServer) send(dev *fakeDevice, gid string, req proto.Send) (any, err
 }
 
 func (s *fakeServer) fetch(dev *fakeDevice) proto.Messages {
-	out := proto.Messages{Messages: slices.Clone(dev.inbox)}
+	out := proto.Messages{Messages: slices.Clone(dev.inbox), Time: time.Now().UTC()}
 	ids := make([]string, 0, len(s.groups))
 	for id := range s.groups {
 		ids = append(ids, id)

@@ -294,7 +294,9 @@ func (c *Client) create(ctx context.Context, kind ConversationKind, name string,
 	if err != nil {
 		return nil, err
 	}
-	g, err := mls.CreateGroup(key, a.credential(), mls.CreateGroupOptions{GroupID: gid})
+	g, err := mls.CreateGroup(key, a.credential(), mls.CreateGroupOptions{
+		GroupID: gid, Extensions: groupExtensions(), LeafExtensions: []mls.ExtensionType{ExtensionTimer},
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -176,8 +176,9 @@ func (c *Client) SendAttachment(ctx context.Context, conv string, f File, captio
 	return c.sendContent(ctx, conv, &Content{Type: TypeAttachment, Text: caption, Attachment: att})
 }
 
-// DownloadAttachment downloads a message's attachment, decrypts it to w
-// and checks its size and digest. On error, w may have received
+// DownloadAttachment decrypts a message's attachment to w and checks its
+// size and digest: from this device's copy for a disappearing message
+// received here, from the server otherwise. On error, w may have received
 // unverified data, which the caller must discard.
 func (c *Client) DownloadAttachment(ctx context.Context, msgID string, w io.Writer, progress func(done, total int64)) (*Message, error) {
 	m, err := c.Message(ctx, msgID)
@@ -187,24 +188,34 @@ func (c *Client) DownloadAttachment(ctx context.Context, msgID string, w io.Writ
 	if m.Attachment == nil {
 		return nil, errors.New("client: the message has no attachment")
 	}
-	auth, err := c.authorization()
+	decrypt := func(src io.Reader) error {
+		src = io.LimitReader(src, EncryptedSize(m.Attachment.Size)+1)
+		if progress != nil {
+			src = &progressReader{r: src, total: EncryptedSize(m.Attachment.Size), fn: progress}
+		}
+		return decryptAttachment(w, src, m.Attachment)
+	}
+	local := false
+	err = c.db.view(ctx, func(tx *tx) error {
+		f, err := tx.localFile(m.ID)
+		if err != nil || f == nil {
+			return err
+		}
+		local = true
+		return decrypt(f)
+	})
 	if err != nil {
 		return nil, err
 	}
-	tr, err := c.transport()
-	if err != nil {
-		return nil, err
+	if local {
+		return m, nil
 	}
-	body, err := tr.Do(ctx, &Request{Method: "GET", Path: pathWith(proto.PathBlob, "id", m.Attachment.BlobID), Auth: auth, Size: -1})
+	body, err := c.getBlob(ctx, m.Attachment.BlobID)
 	if err != nil {
 		return nil, fmt.Errorf("client: download attachment: %w", err)
 	}
 	defer body.Close()
-	var src io.Reader = io.LimitReader(body, EncryptedSize(m.Attachment.Size)+1)
-	if progress != nil {
-		src = &progressReader{r: src, total: EncryptedSize(m.Attachment.Size), fn: progress}
-	}
-	if err := decryptAttachment(w, src, m.Attachment); err != nil {
+	if err := decrypt(body); err != nil {
 		return nil, err
 	}
 	return m, nil

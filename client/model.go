@@ -21,6 +21,9 @@ type Conversation struct {
 	Active  bool      `json:"active"`
 	Created time.Time `json:"created"`
 	Last    time.Time `json:"last"` // time of the latest message
+	// Timer is the disappearing-message timer messages sent now get (0:
+	// off), as the group's state says; see [Client.SetTimer].
+	Timer time.Duration `json:"timer,omitempty"`
 }
 
 // Title is how a UI names the conversation.
@@ -60,6 +63,15 @@ type Message struct {
 	// it refused it.
 	Pending bool `json:"pending,omitempty"`
 	Failed  bool `json:"failed,omitempty"`
+	// Timer is the disappearing-message timer the message was sent with
+	// (0: it stays). Expires is when it disappears from this device, with
+	// its attachment, reactions and edits: its timer starts when it is
+	// sent on the sender's devices, and when it is first shown (see
+	// [Client.Shown]) on the others; Expires is zero until then. A reply
+	// holds only the id of the message it quotes, never its text, so the
+	// quote goes with the message.
+	Timer   time.Duration `json:"timer,omitempty"`
+	Expires time.Time     `json:"expires,omitzero"`
 }
 
 // Reaction is one user's emoji on a message.
@@ -94,6 +106,8 @@ const (
 	EventConversation    EventType = "conversation"     // a conversation was joined, named or ended
 	EventIdentityChanged EventType = "identity_changed" // User's identity key changed: a warning
 	EventWarning         EventType = "warning"          // something to show the user (Text)
+	EventTimer           EventType = "timer"            // User set the disappearing-message timer (Text says to what)
+	EventExpired         EventType = "expired"          // Message (its ID and Conversation) disappeared: its timer ran out
 )
 
 // Event is something a UI may want to show. Events are emitted after the

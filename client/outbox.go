@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hush-chat/hush/mls"
 	"github.com/hush-chat/hush/proto"
@@ -147,7 +148,19 @@ func (c *Client) mergeOwnCommit(tx *tx, ob *outboxRecord, g *mls.Group, events *
 	for _, u := range ob.Removed {
 		*events = append(*events, Event{Type: EventMemberRemoved, Conversation: ob.Group, User: u})
 	}
-	return nil
+	timer, err := timerOf(g.Extensions())
+	if err != nil {
+		return err
+	}
+	cv, err := tx.conv(ob.Group)
+	if err != nil {
+		return err
+	}
+	a, err := c.account()
+	if err != nil {
+		return err
+	}
+	return tx.noteTimer(cv, timer, a.Username, events)
 }
 
 // ErrInactive is returned when sending to a conversation this device is
@@ -168,11 +181,6 @@ func (c *Client) sendContent(ctx context.Context, conv string, ct *Content) (*Me
 		ct.ID = NewMessageID()
 	}
 	ct.Version = ContentVersion
-	data, err := EncodeContent(ct)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(data)
 	var key string
 	var ob *outboxRecord
 	var events []Event
@@ -195,22 +203,40 @@ func (c *Client) sendContent(ctx context.Context, conv string, ct *Content) (*Me
 				return err
 			}
 		}
+		// A message carries the timer in force as it is encrypted.
+		timer, err := timerOf(g.Extensions())
+		if err != nil {
+			return err
+		}
+		if ct.Type == TypeText || ct.Type == TypeAttachment {
+			ct.Timer = uint32(timer / time.Second)
+		}
+		send, err := tx.expiringSend(conv, ct)
+		if err != nil {
+			return err
+		}
+		data, err := EncodeContent(ct)
+		if err != nil {
+			return err
+		}
+		defer clear(data)
 		msg, err := g.Encrypt(data, nil)
 		if err != nil {
 			return fmt.Errorf("client: encrypt: %w", err)
 		}
-		payload, err := msg.Marshal()
-		if err != nil {
+		if send.Payload, err = msg.Marshal(); err != nil {
 			return err
 		}
 		if err := tx.putGroup(conv, g); err != nil {
 			return err
 		}
-		o := origin{user: a.Username, device: a.DeviceID, time: c.o.Now().UTC(), self: true}
+		now := c.o.Now().UTC()
+		o := origin{user: a.Username, device: a.DeviceID, time: now, start: now, self: true}
 		if err := c.apply(tx, cv, o, ct, users, &events); err != nil {
 			return err
 		}
-		ob = &outboxRecord{Group: conv, Send: proto.Send{ClientMsgID: ct.ID, Kind: proto.KindApplication, Epoch: g.Epoch(), Payload: payload}}
+		send.ClientMsgID, send.Kind, send.Epoch = ct.ID, proto.KindApplication, g.Epoch()
+		ob = &outboxRecord{Group: conv, Send: send}
 		if ct.Type == TypeText || ct.Type == TypeAttachment {
 			ob.MessageID = ct.ID
 			m, err := tx.message(conv, ct.ID)
@@ -227,6 +253,9 @@ func (c *Client) sendContent(ctx context.Context, conv string, ct *Content) (*Me
 	})
 	if err != nil {
 		return nil, err
+	}
+	if ct.Timer > 0 {
+		c.expiryChanged()
 	}
 	if err := c.deliver(ctx, key, ob); err != nil {
 		c.emit(events) // the message is saved, pending or failed

@@ -129,6 +129,9 @@ const (
 	tableKeyPackages = "keypackages" // KeyPackageRef (hex) → KeyPackagePrivate
 	tableCursors     = "cursors"     // group id (hex), or "inbox" → last processed seq
 	tableOutbox      = "outbox"      // client message id → a send to retry
+	tableExpiry      = "expiry"      // expiry "/" group id "/" message id → true (expiry.go)
+	tableFiles       = "files"       // message id "/" chunk → a disappearing attachment's blob (files.go)
+	tableFetch       = "fetch"       // message id → group id: attachments to download (files.go)
 )
 
 // checkValue is sealed in meta/check when a store is created; opening it
@@ -280,6 +283,22 @@ func (t *tx) put(table, key string, v any) error {
 	}
 	defer clear(pt)
 	return t.raw.Put(table, key, t.s.seal(table, key, pt))
+}
+
+// putBytes seals b into the row as it is, for bytes that JSON would
+// enlarge (blobs).
+func (t *tx) putBytes(table, key string, b []byte) error {
+	return t.raw.Put(table, key, t.s.seal(table, key, b))
+}
+
+// getBytes reads and unseals a row written by putBytes.
+func (t *tx) getBytes(table, key string) ([]byte, bool, error) {
+	raw, ok, err := t.raw.Get(table, key)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	b, err := t.s.open(table, key, raw)
+	return b, err == nil, err
 }
 
 func (t *tx) delete(table, key string) error { return t.raw.Delete(table, key) }

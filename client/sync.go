@@ -63,7 +63,8 @@ func (c *Client) syncLocked(ctx context.Context) error {
 		if len(msgs.Messages) == 0 {
 			return nil
 		}
-		acks, fresh, events, err := c.processBatch(ctx, msgs.Messages)
+		clk := clocks{local: c.o.Now(), server: msgs.Time}
+		acks, fresh, events, err := c.processBatch(ctx, msgs.Messages, clk)
 		if errors.Is(err, errPendingCommit) {
 			// Another process of this device has a commit in flight:
 			// learn its fate before reading the group on.
@@ -75,7 +76,13 @@ func (c *Client) syncLocked(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		c.expiryChanged()
 		c.emit(events)
+		// The server deletes a disappearing message's attachment once
+		// every device has acknowledged the message.
+		if err := c.fetchAttachments(ctx); err != nil {
+			return err
+		}
 		if err := c.ack(ctx, acks); err != nil {
 			return err
 		}
@@ -115,12 +122,28 @@ func (c *Client) ack(ctx context.Context, acks proto.Ack) error {
 // awaits the server's answer.
 var errPendingCommit = errors.New("client: a commit of this device awaits the server's answer")
 
+// clocks are the two readings of a fetch: this device's clock when it
+// got the answer, and the server's when it sent it (zero from a server
+// that does not say).
+type clocks struct{ local, server time.Time }
+
+// sent is when a message the server accepted at accepted was sent, by
+// the local clock: the message's age is measured on the server's clock
+// alone.
+func (k clocks) sent(accepted time.Time) time.Time {
+	if k.server.IsZero() {
+		return k.local
+	}
+	return k.local.Add(-max(k.server.Sub(accepted), 0))
+}
+
 // batch is the state of one processing transaction.
 type batch struct {
 	c       *Client
 	ctx     context.Context
 	tx      *tx
 	acct    *accountRecord
+	clocks  clocks
 	groups  map[string]*mls.Group // loaded and possibly advanced
 	dirty   map[string]bool
 	cursors map[string]uint64
@@ -129,7 +152,7 @@ type batch struct {
 
 // processBatch processes envelopes in one transaction. It returns the
 // acknowledgements to send and how many envelopes were new.
-func (c *Client) processBatch(ctx context.Context, envs []proto.Envelope) (proto.Ack, int, []Event, error) {
+func (c *Client) processBatch(ctx context.Context, envs []proto.Envelope, clk clocks) (proto.Ack, int, []Event, error) {
 	a, err := c.account()
 	if err != nil {
 		return proto.Ack{}, 0, nil, err
@@ -138,7 +161,7 @@ func (c *Client) processBatch(ctx context.Context, envs []proto.Envelope) (proto
 	fresh := 0
 	var events []Event
 	err = c.db.update(ctx, func(tx *tx) error {
-		b := &batch{c: c, ctx: ctx, tx: tx, acct: a, groups: map[string]*mls.Group{}, dirty: map[string]bool{}, cursors: map[string]uint64{}}
+		b := &batch{c: c, ctx: ctx, tx: tx, acct: a, clocks: clk, groups: map[string]*mls.Group{}, dirty: map[string]bool{}, cursors: map[string]uint64{}}
 		defer func() {
 			for _, g := range b.groups {
 				g.Wipe()
@@ -283,6 +306,11 @@ func (b *batch) welcome(env *proto.Envelope) error {
 	if err != nil {
 		return skip("Welcome does not join: %v", err)
 	}
+	timer, err := timerOf(g.Extensions())
+	if err != nil {
+		g.Wipe()
+		return skip("Welcome to a group with an invalid timer: %v", err)
+	}
 	if !lastResort {
 		if err := b.tx.delete(tableKeyPackages, ref); err != nil {
 			g.Wipe()
@@ -308,6 +336,9 @@ func (b *batch) welcome(env *proto.Envelope) error {
 		return err
 	}
 	b.events = append(b.events, Event{Type: EventConversation, Conversation: id, Text: "this device joined the conversation"})
+	if err := b.tx.noteTimer(cv, timer, "", &b.events); err != nil {
+		return err
+	}
 	for _, mem := range g.Members() {
 		if mem.Index == g.Index() {
 			continue
@@ -364,7 +395,19 @@ func (b *batch) application(g *mls.Group, cv *Conversation, env *proto.Envelope,
 	if ct.Type == TypeTyping {
 		return nil // live only; never stored
 	}
-	return b.c.apply(b.tx, cv, o, ct, usersOf(g), &b.events)
+	if o.self {
+		o.start = b.clocks.sent(env.Time) // a disappearing message's timer runs from its sending
+	}
+	if err := b.c.apply(b.tx, cv, o, ct, usersOf(g), &b.events); err != nil {
+		return err
+	}
+	if ct.Type != TypeAttachment || ct.Timer == 0 {
+		return nil
+	}
+	if m, err := b.tx.message(cv.ID, ct.ID); err != nil || m == nil {
+		return err
+	}
+	return b.tx.queueFetch(cv.ID, ct.ID)
 }
 
 // senderOf names the member at a leaf.
@@ -381,6 +424,18 @@ func senderOf(g *mls.Group, leaf uint32, a *accountRecord) (origin, error) {
 }
 
 func (b *batch) commit(g *mls.Group, cv *Conversation, sc *mls.StagedCommit) error {
+	// The timer is checked before the commit is merged: one that sets a
+	// value out of range is refused like any bad commit.
+	timer, err := timerOf(sc.Extensions())
+	if err != nil {
+		return skip("commit sets an invalid timer: %v", err)
+	}
+	var committer string
+	if sc.Committer.Type == mls.SenderMember {
+		if o, err := senderOf(g, sc.Committer.Index, b.acct); err == nil {
+			committer = o.user
+		}
+	}
 	before := usersOf(g)
 	if err := g.Merge(sc); err != nil {
 		return skip("merge: %v", err)
@@ -411,7 +466,7 @@ func (b *batch) commit(g *mls.Group, cv *Conversation, sc *mls.StagedCommit) err
 			b.events = append(b.events, Event{Type: EventMemberRemoved, Conversation: cv.ID, User: u})
 		}
 	}
-	return nil
+	return b.tx.noteTimer(cv, timer, committer, &b.events)
 }
 
 // dropQueuedCommits forgets our queued commits to a group once another

@@ -7,7 +7,9 @@
 // file so that what is deleted does not linger:
 //
 //   - secure_delete on: deleted and overwritten rows are zeroed in the
-//     file, and Close checkpoints and truncates the write-ahead log;
+//     file, and Scrub (after the client deletes disappearing messages)
+//     and Close checkpoint and truncate the write-ahead log, which holds
+//     earlier images of the pages until then;
 //   - WAL journal with synchronous=FULL, so a committed transaction
 //     survives a crash or power loss, and readers do not block the writer;
 //   - writable transactions begin IMMEDIATE, so two processes on one
@@ -39,7 +41,10 @@ type DB struct {
 	w, r *sql.DB
 }
 
-var _ client.Storage = (*DB)(nil)
+var (
+	_ client.Storage  = (*DB)(nil)
+	_ client.Scrubber = (*DB)(nil)
+)
 
 const schema = `CREATE TABLE IF NOT EXISTS kv (
 	tbl   TEXT NOT NULL,
@@ -84,6 +89,21 @@ func (db *DB) Begin(ctx context.Context, writable bool) (client.StorageTx, error
 		return nil, fmt.Errorf("client/sqlite: begin: %w", err)
 	}
 	return &tx{t: t}, nil
+}
+
+// Scrub checkpoints the write-ahead log into the database and truncates
+// it, waiting (up to the busy timeout) for readers of older pages to
+// finish: with secure_delete, a row deleted before Scrub leaves no copy in
+// either file. It fails if a reader kept the log from being truncated.
+func (db *DB) Scrub(ctx context.Context) error {
+	var busy, frames, done int
+	if err := db.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
+		return fmt.Errorf("client/sqlite: checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return errors.New("client/sqlite: checkpoint: the write-ahead log is still in use")
+	}
+	return nil
 }
 
 // Close checkpoints the write-ahead log into the database, truncates it,
