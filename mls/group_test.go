@@ -262,3 +262,49 @@ func TestGroupRejects(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitGroupInfo checks CommitOptions.GroupInfo: no GroupInfo by
+// default, and otherwise one for the new epoch, with the ratchet tree or
+// without it, from which a new device joins by external commit.
+func TestCommitGroupInfo(t *testing.T) {
+	v := newValidationGroup(t, DefaultCipherSuite)
+	ga, gb := v.groups[0], v.groups[1]
+	res, err := ga.Commit(CommitOptions{ForcePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.GroupInfo != nil {
+		t.Error("a GroupInfo nobody asked for")
+	}
+	ga.DiscardPendingCommit()
+	for _, opt := range []GroupInfoOption{GroupInfoExternalTree, GroupInfoInlineTree} {
+		res, err := ga.Commit(CommitOptions{ForcePath: true, GroupInfo: opt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ga.MergePendingCommit(); err != nil {
+			t.Fatal(err)
+		}
+		mustProcess(t, gb, res.Commit)
+		gi := roundTrip(t, res.GroupInfo)
+		if gi.GroupInfo.GroupContext.Epoch != ga.Epoch() {
+			t.Fatalf("option %d: GroupInfo of epoch %d, group is at %d", opt, gi.GroupInfo.GroupContext.Epoch, ga.Epoch())
+		}
+		_, inline := gi.GroupInfo.Extensions.Find(ExtRatchetTree)
+		if inline != (opt == GroupInfoInlineTree) {
+			t.Fatalf("option %d: ratchet tree inline: %v", opt, inline)
+		}
+		var o ExternalJoinOptions
+		if !inline {
+			o.RatchetTree = ga.RatchetTree()
+		}
+		name := fmt.Sprint("device ", opt)
+		gd, commit, err := ExternalJoin(gi, newTestClient(t, DefaultCipherSuite, name).key, BasicCredential([]byte(name)), o)
+		if err != nil {
+			t.Fatalf("option %d: external join: %v", opt, err)
+		}
+		mustProcess(t, ga, commit)
+		mustProcess(t, gb, commit)
+		sameState(t, ga, gb, gd)
+	}
+}
