@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,11 +24,14 @@ func TestCluster(t *testing.T) {
 	clusterServices(t)
 	bin := buildHush(t)
 	store := clusterSchema(t)
+	// One data directory for all, as a shared file system for the
+	// attachments (see docs/CLUSTER.md).
+	data := t.TempDir()
 	// Started together, as a deployment would: the schema is migrated once.
 	nodes := make([]*hushNode, 3)
 	var wg sync.WaitGroup
 	for i, how := range []configHow{byFlags, byEnv, byConfig} {
-		wg.Go(func() { nodes[i] = startNode(t, bin, fmt.Sprintf("node%d", i+1), store, how) })
+		wg.Go(func() { nodes[i] = startNode(t, bin, fmt.Sprintf("node%d", i+1), store, data, how) })
 	}
 	wg.Wait()
 	for _, n := range nodes {
@@ -37,6 +42,7 @@ func TestCluster(t *testing.T) {
 	t.Run("OneToOne", func(t *testing.T) { testClusterOneToOne(t, nodes) })
 	t.Run("Group", func(t *testing.T) { testClusterGroup(t, nodes) })
 	t.Run("CompetingCommits", func(t *testing.T) { testClusterCommits(t, nodes) })
+	t.Run("Attachments", func(t *testing.T) { testClusterAttachments(t, nodes) })
 	t.Run("NodeKilled", func(t *testing.T) { testClusterNodeKilled(t, nodes) })
 }
 
@@ -275,4 +281,27 @@ func postSend(c *client, gid []byte, s proto.Send) *proto.Error {
 		return internal(fmt.Errorf("status %d", resp.StatusCode))
 	}
 	return &e
+}
+
+// testClusterAttachments: an attachment uploaded through one node is
+// downloaded through the others, byte for byte (the nodes share their
+// data directory, as docs/CLUSTER.md asks).
+func testClusterAttachments(t *testing.T, nodes []*hushNode) {
+	d := newDevice(t, "uploader", nodes[0])
+	blob := random(100 << 10)
+	resp := d.c.request("POST", proto.PathBlobs, proto.ContentTypeBlob, bytes.NewReader(blob))
+	var ref proto.BlobRef
+	err := json.NewDecoder(resp.Body).Decode(&ref)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload through %s: %d %v", nodes[0].name, resp.StatusCode, err)
+	}
+	for _, n := range nodes {
+		resp := d.on(n).request("GET", strings.Replace(proto.PathBlob, "{id}", ref.ID, 1), "", nil)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !bytes.Equal(got, blob) {
+			t.Fatalf("download through %s: status %d, %d bytes, %v", n.name, resp.StatusCode, len(got), err)
+		}
+	}
 }

@@ -122,10 +122,13 @@ var servingURL = regexp.MustCompile(`msg="hush serving" url=(http://\S+)`)
 // startNode starts `hush serve` on a free loopback port with the store and
 // bus given, configured as how says, and waits until it is healthy. It is
 // stopped (SIGTERM) when the test ends, unless killed before.
-func startNode(t *testing.T, bin, name, store string, how configHow) *hushNode {
+//
+// data is the node's data directory; nodes given the same one share their
+// attachments' bytes, as nodes sharing a file system do.
+func startNode(t *testing.T, bin, name, store, data string, how configHow) *hushNode {
 	t.Helper()
 	settings := [][2]string{
-		{"addr", "127.0.0.1:0"}, {"data", t.TempDir()}, {"store", store}, {"bus", clusterNATS},
+		{"addr", "127.0.0.1:0"}, {"data", data}, {"store", store}, {"bus", clusterNATS},
 		{"device-rate", "-1"}, {"ip-rate", "-1"}, {"shutdown-timeout", "5s"},
 	}
 	var args []string
