@@ -6,10 +6,11 @@
 // here; this package adds no cryptography of its own. It configures the
 // file so that what is deleted does not linger:
 //
-//   - secure_delete on: deleted and overwritten rows are zeroed in the
-//     file, and Scrub (after the client deletes disappearing messages)
-//     and Close checkpoint and truncate the write-ahead log, which holds
-//     earlier images of the pages until then;
+//   - secure_delete on: deleted and overwritten rows are zeroed where
+//     they lie, and Close checkpoints and truncates the write-ahead log,
+//     which holds earlier images of the pages until then; after the client
+//     deletes disappearing messages, Scrub also rebuilds the database, so
+//     that no stale copy of them survives anywhere in the files;
 //   - WAL journal with synchronous=FULL, so a committed transaction
 //     survives a crash or power loss, and readers do not block the writer;
 //   - writable transactions begin IMMEDIATE, so two processes on one
@@ -91,11 +92,19 @@ func (db *DB) Begin(ctx context.Context, writable bool) (client.StorageTx, error
 	return &tx{t: t}, nil
 }
 
-// Scrub checkpoints the write-ahead log into the database and truncates
-// it, waiting (up to the busy timeout) for readers of older pages to
-// finish: with secure_delete, a row deleted before Scrub leaves no copy in
-// either file. It fails if a reader kept the log from being truncated.
+// Scrub leaves no copy of a row deleted before it anywhere in the files.
+// secure_delete zeroes a deleted row where it lies, but SQLite leaves
+// stale copies of rows in the unused space of pages it rebuilt when it
+// balanced the tree, and the write-ahead log holds earlier images of
+// pages. So Scrub rebuilds the database from its live rows (VACUUM), then
+// checkpoints the log into the database and truncates it, waiting (up to
+// the busy timeout) for readers of older pages to finish. Its cost grows
+// with the size of the database. It fails if a reader kept the log from
+// being truncated.
 func (db *DB) Scrub(ctx context.Context) error {
+	if _, err := db.w.ExecContext(ctx, "VACUUM"); err != nil {
+		return fmt.Errorf("client/sqlite: vacuum: %w", err)
+	}
 	var busy, frames, done int
 	if err := db.w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil {
 		return fmt.Errorf("client/sqlite: checkpoint: %w", err)

@@ -186,6 +186,8 @@ type messageJSON struct {
 	Outgoing     bool              `json:"outgoing,omitempty"`
 	Pending      bool              `json:"pending,omitempty"`
 	Failed       bool              `json:"failed,omitempty"`
+	TimerSeconds int64             `json:"timer_seconds,omitempty"`
+	Expires      time.Time         `json:"expires,omitzero"`
 }
 
 type attachmentJSON struct {
@@ -197,7 +199,8 @@ type attachmentJSON struct {
 func toJSON(m *client.Message) *messageJSON {
 	j := &messageJSON{ID: m.ID, Conversation: m.Conversation, Seq: m.Seq, Sender: m.Sender, SenderDevice: m.SenderDevice,
 		Time: m.Time, Text: m.Text, ReplyTo: m.ReplyTo, Reactions: m.Reactions, Edited: m.Edited, Deleted: m.Deleted,
-		ReadBy: m.ReadBy, Outgoing: m.Outgoing, Pending: m.Pending, Failed: m.Failed}
+		ReadBy: m.ReadBy, Outgoing: m.Outgoing, Pending: m.Pending, Failed: m.Failed,
+		TimerSeconds: int64(m.Timer / time.Second), Expires: m.Expires}
 	if a := m.Attachment; a != nil {
 		j.Attachment = &attachmentJSON{Name: a.Name, ContentType: a.ContentType, Size: a.Size}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/hush-chat/hush/client"
 )
 
 // Group subcommands: group create|add|remove, groups, members.
@@ -85,6 +87,9 @@ func runGroups(ctx context.Context, stdout, stderr io.Writer, args []string) err
 		state := ""
 		if !cv.Active {
 			state = "  (not a member)"
+		}
+		if cv.Timer > 0 {
+			state += "  (messages disappear after " + client.FormatTimer(cv.Timer) + ")"
 		}
 		fmt.Fprintf(stdout, "%s  %-6s  %-24s  last %s%s\n", shortID(cv.ID), cv.Kind, cv.Title(), cv.Last.Local().Format(time.DateTime), state)
 	}

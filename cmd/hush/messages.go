@@ -118,6 +118,10 @@ func runRead(ctx context.Context, stdout, stderr io.Writer, args []string) error
 		if *limit > 0 && len(msgs) > *limit {
 			msgs = msgs[len(msgs)-*limit:]
 		}
+		// Disappearing messages start their timers as they are shown.
+		if err := cl.Shown(ctx, msgs...); err != nil {
+			return err
+		}
 		if c.json {
 			for _, m := range msgs {
 				if err := c.printJSON(toJSON(m)); err != nil {
@@ -180,6 +184,9 @@ func printMessage(w io.Writer, m *client.Message, byID map[string]*client.Messag
 	if m.Outgoing && len(m.ReadBy) > 0 {
 		marks = append(marks, "read by "+strings.Join(m.ReadBy, ", "))
 	}
+	if d := disappearing(m, time.Now()); d != "" {
+		marks = append(marks, d)
+	}
 	if len(marks) > 0 {
 		fmt.Fprintf(w, "  (%s)", strings.Join(marks, "; "))
 	}
@@ -192,7 +199,7 @@ func printMessage(w io.Writer, m *client.Message, byID map[string]*client.Messag
 			}
 			fmt.Fprintf(w, "    ↪ replying to %s: %s\n", q.Sender, ellipsis(text, 60))
 		} else {
-			fmt.Fprintf(w, "    ↪ replying to %s\n", shortID(m.ReplyTo))
+			fmt.Fprintf(w, "    ↪ replying to a message that is not on this device (or has disappeared)\n")
 		}
 	}
 	if len(m.Reactions) > 0 {
@@ -274,6 +281,12 @@ func runWatch(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 	for {
 		select {
 		case e := <-events:
+			if e.Type == client.EventMessage {
+				// Shown now: a disappearing message's timer starts.
+				if err := cl.Shown(ctx, e.Message); err != nil {
+					return err
+				}
+			}
 			if err := c.printEvent(ctx, cl, e, a.Username); err != nil {
 				return err
 			}
@@ -326,6 +339,10 @@ func (c *clientCmd) printEvent(ctx context.Context, cl *client.Client, e client.
 		fmt.Fprintf(w, "%s  %s left\n", title, e.User)
 	case client.EventConversation:
 		fmt.Fprintf(w, "%s  %s\n", title, orDefault(e.Text, "conversation updated"))
+	case client.EventTimer:
+		fmt.Fprintf(w, "%s  %s\n", title, e.Text)
+	case client.EventExpired:
+		fmt.Fprintf(w, "%s  [%s] disappeared\n", title, shortID(e.Message.ID))
 	case client.EventIdentityChanged, client.EventWarning:
 		fmt.Fprintf(w, "!! WARNING: %s\n", e.Text)
 	}
