@@ -48,13 +48,18 @@ func (l *e2eLog) Bytes() []byte {
 	return bytes.Clone(l.buf.Bytes())
 }
 
-func startE2E(t *testing.T) *e2eServer {
+// startE2E starts a server; opts change its options.
+func startE2E(t *testing.T, opts ...func(*server.Options)) *e2eServer {
 	t.Helper()
 	s := &e2eServer{dir: t.TempDir(), logs: &e2eLog{}}
-	srv, err := server.New(context.Background(), server.Options{
+	o := server.Options{
 		Addr: "127.0.0.1:0", DataDir: s.dir, DeviceRate: -1, IPRate: -1,
 		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := server.New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +176,9 @@ type e2eDevice struct {
 	events []hush.Event
 }
 
-func (s *e2eServer) device(t *testing.T) *e2eDevice {
+// device opens a device with a new profile; opts change its client's
+// options.
+func (s *e2eServer) device(t *testing.T, opts ...func(*hush.Options)) *e2eDevice {
 	t.Helper()
 	d := &e2eDevice{t: t, dir: filepath.Join(t.TempDir(), "profile"), wire: &wire{}}
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
@@ -184,9 +191,11 @@ func (s *e2eServer) device(t *testing.T) *e2eDevice {
 			return &recordedConn{Conn: c, w: d.wire}, nil
 		},
 	}}
-	c, err := profile.Open(context.Background(), d.dir, profile.Options{Create: true, Client: hush.Options{
-		HTTPClient: &http.Client{Transport: d.sends}, OnEvent: d.onEvent, KeyPackageBatch: 10,
-	}})
+	o := hush.Options{HTTPClient: &http.Client{Transport: d.sends}, OnEvent: d.onEvent, KeyPackageBatch: 10}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := profile.Open(context.Background(), d.dir, profile.Options{Create: true, Client: o})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +204,9 @@ func (s *e2eServer) device(t *testing.T) *e2eDevice {
 	return d
 }
 
-func (s *e2eServer) register(t *testing.T, name string) *e2eDevice {
+func (s *e2eServer) register(t *testing.T, name string, opts ...func(*hush.Options)) *e2eDevice {
 	t.Helper()
-	d := s.device(t)
+	d := s.device(t, opts...)
 	if _, err := d.Register(context.Background(), s.URL(), name); err != nil {
 		t.Fatal(err)
 	}
