@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -532,5 +533,120 @@ func TestTimerRace(t *testing.T) {
 	}
 	if !strings.Contains(bob.eventsOf(client.EventTimer)[1].Text, "30 seconds") {
 		t.Errorf("bob's events: %+v", bob.eventsOf(client.EventTimer))
+	}
+}
+
+// offlineTransport fails every request while down, as a device without a
+// network does.
+type offlineTransport struct {
+	*fakeServer
+	mu   sync.Mutex
+	down bool
+}
+
+func (o *offlineTransport) transport(string) (client.Transport, error) { return o, nil }
+
+func (o *offlineTransport) setDown(down bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.down = down
+}
+
+func (o *offlineTransport) Do(ctx context.Context, r *client.Request) (io.ReadCloser, error) {
+	o.mu.Lock()
+	down := o.down
+	o.mu.Unlock()
+	if down {
+		return nil, errors.New("network is unreachable")
+	}
+	return o.fakeServer.Do(ctx, r)
+}
+
+// TestDisappearingUnsent: a disappearing message that could not be sent
+// before its timer ran out on the sender's device is never sent.
+func TestDisappearingUnsent(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	net := &offlineTransport{fakeServer: srv}
+	clk := &clock{}
+	alice := openDevice(t, net.transport, filepath.Join(t.TempDir(), "state.db"), client.NewStoreKey(), nil, func(o *client.Options) { o.Now = clk.now })
+	if _, err := alice.Register(ctx, "http://fake", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	bob := register(t, srv, "bob")
+	cv, err := alice.Direct(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, cv.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	net.setDown(true)
+	if _, err := alice.SendText(ctx, cv.ID, "never sent"); err == nil {
+		t.Fatal("sent while offline")
+	}
+	msgs, err := alice.Messages(ctx, cv.ID)
+	if err != nil || len(msgs) != 1 || !msgs[0].Pending {
+		t.Fatalf("the unsent message: %+v, %v", msgs, err)
+	}
+	// alice's device restarts after the expiry, online again.
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(6 * time.Second)
+	net.setDown(false)
+	alice = openDevice(t, net.transport, alice.path, alice.key, nil, func(o *client.Options) { o.Now = clk.now })
+	mustSync(t, alice, bob)
+	if got := texts(t, alice, cv.ID); len(got) != 0 {
+		t.Errorf("alice still has %q", got)
+	}
+	if got := texts(t, bob, cv.ID); len(got) != 0 {
+		t.Errorf("bob received %q", got)
+	}
+	for _, s := range srv.sent {
+		if s.ClientMsgID == msgs[0].ID {
+			t.Fatal("the expired message was sent")
+		}
+	}
+}
+
+// TestDisappearingOtherProcess: a timer started by another client on the
+// same store (`hush read` while `hush watch` runs) is kept by the one
+// that stays open.
+func TestDisappearingOtherProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 5-second timer")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	cv, err := alice.Direct(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, cv.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.SendText(ctx, cv.ID, "read elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := openDevice(t, srv.transport, bob.path, bob.key, nil)
+	mustSync(t, reader)
+	msgs, err := reader.Messages(ctx, cv.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shownAt := time.Now()
+	if err := reader.Shown(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone := waitEvent(t, bob, client.EventExpired, m.ID, 10*time.Second)
+	if late := gone.Sub(shownAt.Add(5 * time.Second)); late < -100*time.Millisecond || late > time.Second {
+		t.Errorf("the open client deleted the message %v after its expiry", late)
 	}
 }

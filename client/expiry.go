@@ -31,8 +31,9 @@ import (
 // key, its reactions and edits (which live in its row), an unsent copy in
 // the outbox; replies quote it by id only. The deletion happens at Open,
 // before anything can be shown, and then, while the client is open, at
-// each expiry to within a second. A Storage that keeps copies of deleted
-// rows is then asked to drop them ([Scrubber]).
+// each expiry to within a second, timers started by another process on
+// the same store included. A Storage that keeps copies of deleted rows is
+// then asked to drop them ([Scrubber]).
 //
 // The server keeps a disappearing message for the devices that have not
 // received it yet, and deletes it once every device has it, or at the
@@ -258,6 +259,12 @@ func (c *Client) expiryChanged() {
 	}
 }
 
+// expiryRescan is how often the expiry loop looks again at the index for
+// timers that another process on the same store started (say, `hush read`
+// while `hush watch` runs): often enough to find one before it runs out,
+// as no timer is shorter than MinTimer.
+const expiryRescan = MinTimer - time.Second
+
 // expireLoop deletes messages as their timers run out, until ctx ends.
 func (c *Client) expireLoop(ctx context.Context) {
 	defer close(c.expiryDone)
@@ -272,9 +279,9 @@ func (c *Client) expireLoop(ctx context.Context) {
 			c.log.Warn("deleting disappearing messages failed; retrying", "err", err)
 			wait.Reset(time.Second)
 		case next.IsZero():
-			wait.Stop()
+			wait.Reset(expiryRescan)
 		default:
-			wait.Reset(max(next.Sub(c.o.Now()), 0))
+			wait.Reset(min(max(next.Sub(c.o.Now()), 0), expiryRescan))
 		}
 		select {
 		case <-ctx.Done():

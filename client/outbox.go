@@ -272,6 +272,9 @@ func (c *Client) sendContent(ctx context.Context, conv string, ct *Content) (*Me
 		}); err != nil {
 			return nil, err
 		}
+		if m == nil {
+			return nil, fmt.Errorf("%w: the message was sent, and its timer has run out already", ErrNotFound)
+		}
 	}
 	for i := range events {
 		if events[i].Message != nil && m != nil && events[i].Message.ID == m.ID {
