@@ -70,7 +70,7 @@ function Main({ core, account }: { core: Core; account: Account }) {
   const [messages, setMessages] = useState<Message[]>([]);
   const [typing, setTyping] = useState<AppState['typing']>({});
   const [uploads, setUploads] = useState<Upload[]>([]);
-  const [online, setOnline] = useState(false);
+  const [online, setOnline] = useState(core.online);
   const [modal, setModal] = useState<ModalState | null>(null);
   const [details, setDetails] = useState(false);
   const [toast, setToast] = useState<string | null>(null);
@@ -102,6 +102,7 @@ function Main({ core, account }: { core: Core; account: Account }) {
 
   useEffect(() => {
     refresh();
+    setOnline(core.online);
     return core.on((e: CoreEvent) => {
       switch (e.type) {
         case 'connection':
@@ -123,6 +124,9 @@ function Main({ core, account }: { core: Core; account: Account }) {
         case 'fatal':
           notify(e.text);
           return;
+        case 'timer':
+          if (e.user && e.user !== account.username) notify(e.text);
+          break;
         case 'linked':
           notify('The new device is linked.');
           break;
@@ -140,7 +144,7 @@ function Main({ core, account }: { core: Core; account: Account }) {
       }
       refresh();
     });
-  }, [core, refresh, notify]);
+  }, [core, refresh, notify, account.username]);
 
   const current = convs.find((c) => c.id === currentId) ?? null;
 

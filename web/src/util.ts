@@ -60,7 +60,7 @@ export function colorFor(name: string): string {
 export function initials(name: string): string {
   const parts = name.replace(/^@/, '').split(/[\s._-]+/).filter(Boolean);
   if (parts.length === 0) return '?';
-  if (parts.length === 1) return parts[0].slice(0, 2).toUpperCase();
+  if (parts.length === 1) return parts[0][0].toUpperCase();
   return (parts[0][0] + parts[1][0]).toUpperCase();
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -31,15 +32,15 @@ type bridge struct {
 
 // event is what the page receives through host.onEvent, as JSON.
 type event struct {
-	Type         string          `json:"type"`
-	Conversation string          `json:"conversation,omitempty"`
-	Message      *client.Message `json:"message,omitempty"`
-	User         string          `json:"user,omitempty"`
-	Device       string          `json:"device,omitempty"`
-	Text         string          `json:"text,omitempty"`
-	Done         int64           `json:"done,omitempty"`
-	Total        int64           `json:"total,omitempty"`
-	Upload       string          `json:"upload,omitempty"`
+	Type         string       `json:"type"`
+	Conversation string       `json:"conversation,omitempty"`
+	Message      *messageJSON `json:"message,omitempty"`
+	User         string       `json:"user,omitempty"`
+	Device       string       `json:"device,omitempty"`
+	Text         string       `json:"text,omitempty"`
+	Done         int64        `json:"done,omitempty"`
+	Total        int64        `json:"total,omitempty"`
+	Upload       string       `json:"upload,omitempty"`
 }
 
 func (b *bridge) emit(e event) {
@@ -88,7 +89,7 @@ func (b *bridge) open(ctx context.Context, host js.Value) (any, error) {
 			return &transport{HTTPTransport: ht, base: b.server, upload: upload, emit: b.emit}, nil
 		},
 		OnEvent: func(e client.Event) {
-			b.emit(event{Type: string(e.Type), Conversation: e.Conversation, Message: e.Message, User: e.User, Device: e.Device, Text: e.Text})
+			b.emit(event{Type: string(e.Type), Conversation: e.Conversation, Message: msgJSON(e.Message), User: e.User, Device: e.Device, Text: e.Text})
 		},
 	})
 	if err != nil {
@@ -233,11 +234,48 @@ var methods = map[string]methodFunc{
 	},
 	"messages": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
 		msgs, err := c.Messages(ctx, a.Conv)
-		if msgs == nil {
-			msgs = []*client.Message{}
+		if err != nil {
+			return nil, err
 		}
-		return msgs, err
+		return msgsJSON(msgs), nil
 	}),
+	"shown": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
+		Conv string   `json:"conv"`
+		IDs  []string `json:"ids"`
+	}, _ []byte) (any, error) {
+		// Starts the timers of disappearing messages now on screen.
+		msgs, err := c.Messages(ctx, a.Conv)
+		if err != nil {
+			return nil, err
+		}
+		var shown []*client.Message
+		for _, m := range msgs {
+			if slices.Contains(a.IDs, m.ID) {
+				shown = append(shown, m)
+			}
+		}
+		return nil, c.Shown(ctx, shown...)
+	}),
+	"setTimer": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
+		Conv    string `json:"conv"`
+		Seconds int64  `json:"seconds"`
+	}, _ []byte) (any, error) {
+		if err := c.SetTimer(ctx, a.Conv, time.Duration(a.Seconds)*time.Second); err != nil {
+			return nil, err
+		}
+		cv, err := c.FindConversation(ctx, a.Conv)
+		if err != nil {
+			return nil, err
+		}
+		return convJSON(cv), nil
+	}),
+	"timerPresets": func(ctx context.Context, b *bridge, c *client.Client, _, _ []byte) (any, error) {
+		out := []map[string]any{{"seconds": 0, "label": client.FormatTimer(0)}}
+		for _, d := range client.TimerPresets {
+			out = append(out, map[string]any{"seconds": int64(d / time.Second), "label": client.FormatTimer(d)})
+		}
+		return out, nil
+	},
 	"members": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
 		ms, err := c.Members(ctx, a.Conv)
 		if err != nil {
@@ -284,21 +322,21 @@ var methods = map[string]methodFunc{
 		ReplyTo string `json:"replyTo"`
 	}, _ []byte) (any, error) {
 		if a.ReplyTo != "" {
-			return c.Reply(ctx, a.ReplyTo, a.Text)
+			return one(c.Reply(ctx, a.ReplyTo, a.Text))
 		}
-		return c.SendText(ctx, a.Conv, a.Text)
+		return one(c.SendText(ctx, a.Conv, a.Text))
 	}),
 	"react": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
 		ID    string `json:"id"`
 		Emoji string `json:"emoji"`
 	}, _ []byte) (any, error) {
-		return c.React(ctx, a.ID, a.Emoji)
+		return one(c.React(ctx, a.ID, a.Emoji))
 	}),
 	"edit": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
 		ID   string `json:"id"`
 		Text string `json:"text"`
 	}, _ []byte) (any, error) {
-		return c.Edit(ctx, a.ID, a.Text)
+		return one(c.Edit(ctx, a.ID, a.Text))
 	}),
 	"delete": with(func(ctx context.Context, b *bridge, c *client.Client, a idArg, _ []byte) (any, error) {
 		return nil, c.Delete(ctx, a.ID)
@@ -329,9 +367,9 @@ var methods = map[string]methodFunc{
 			}
 		}
 		ctx = context.WithValue(ctx, progressKey{}, progress)
-		return c.SendAttachment(ctx, a.Conv, client.File{
+		return one(c.SendAttachment(ctx, a.Conv, client.File{
 			Name: a.Name, ContentType: a.ContentType, Size: int64(len(data)), Body: bytes.NewReader(data),
-		}, a.Caption)
+		}, a.Caption))
 	}),
 	"download": with(func(ctx context.Context, b *bridge, c *client.Client, a idArg, _ []byte) (any, error) {
 		var buf bytes.Buffer
@@ -392,16 +430,60 @@ type memberJSON struct {
 	Self     bool   `json:"self"`
 }
 
-// conversationJSON is a conversation as the list shows it.
+// conversationJSON is a conversation as the list shows it, its timer in
+// seconds.
 type conversationJSON struct {
 	*client.Conversation
-	Title   string          `json:"title"`
-	Unread  int             `json:"unread"`
-	Preview *client.Message `json:"preview,omitempty"`
+	Title   string       `json:"title"`
+	Timer   int64        `json:"timer,omitempty"`
+	Unread  int          `json:"unread"`
+	Preview *messageJSON `json:"preview,omitempty"`
 }
 
 func convJSON(cv *client.Conversation) *conversationJSON {
-	return &conversationJSON{Conversation: cv, Title: strings.TrimPrefix(cv.Title(), "@")}
+	return &conversationJSON{Conversation: cv, Title: strings.TrimPrefix(cv.Title(), "@"), Timer: int64(cv.Timer / time.Second)}
+}
+
+// messageJSON is a message with its timer in seconds and without its
+// attachment's key, which the page never needs.
+type messageJSON struct {
+	*client.Message
+	Timer      int64           `json:"timer,omitempty"`
+	Attachment *attachmentJSON `json:"attachment,omitempty"`
+}
+
+type attachmentJSON struct {
+	BlobID      string `json:"blob_id"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type,omitempty"`
+	Name        string `json:"name,omitempty"`
+}
+
+func msgJSON(m *client.Message) *messageJSON {
+	if m == nil {
+		return nil
+	}
+	j := &messageJSON{Message: m, Timer: int64(m.Timer / time.Second)}
+	if a := m.Attachment; a != nil {
+		j.Attachment = &attachmentJSON{BlobID: a.BlobID, Size: a.Size, ContentType: a.ContentType, Name: a.Name}
+	}
+	return j
+}
+
+func msgsJSON(msgs []*client.Message) []*messageJSON {
+	out := make([]*messageJSON, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, msgJSON(m))
+	}
+	return out
+}
+
+// one converts the result of a call that returns a message.
+func one(m *client.Message, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return msgJSON(m), nil
 }
 
 // conversations lists the conversations with their unread counts and
@@ -424,10 +506,7 @@ func conversations(ctx context.Context, c *client.Client) (any, error) {
 			}
 		}
 		if len(msgs) > 0 {
-			j.Preview = msgs[len(msgs)-1]
-			if j.Preview.Attachment != nil {
-				j.Preview.Attachment.Key = nil // the list needs no keys
-			}
+			j.Preview = msgJSON(msgs[len(msgs)-1])
 		}
 		out = append(out, j)
 	}

@@ -124,6 +124,8 @@ func errorCode(err error) string {
 		return "bad_link_code"
 	case errors.Is(err, client.ErrWrongKey):
 		return "wrong_key"
+	case errors.Is(err, client.ErrTimer):
+		return "bad_timer"
 	case errors.Is(err, errUnknownMethod):
 		return "unknown_method"
 	}

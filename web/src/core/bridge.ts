@@ -45,7 +45,9 @@ export interface Message {
   read?: boolean;
   pending?: boolean;
   failed?: boolean;
-  /** When the message disappears (RFC 3339), if the conversation has a timer. */
+  /** The disappearing-message timer it was sent with, in seconds. */
+  timer?: number;
+  /** When it disappears from this device (RFC 3339), once its timer started. */
   expires?: string;
 }
 
@@ -104,7 +106,8 @@ export type CoreEvent =
   | { type: 'connection'; text: 'online' | 'offline' }
   | { type: 'linked'; device: string }
   | { type: 'upload'; conversation: string; upload: string; done: number; total: number }
-  | { type: 'timer'; conversation: string; text?: string };
+  | { type: 'timer'; conversation: string; user?: string; text: string }
+  | { type: 'expired'; conversation: string; message?: Message };
 
 /** The calls of the core: name → [arguments, result]. */
 interface Methods {
@@ -131,6 +134,8 @@ interface Methods {
   devices: [Record<string, never>, Device[]];
   sync: [Record<string, never>, null];
   setTimer: [{ conv: string; seconds: number }, Conversation];
+  shown: [{ conv: string; ids: string[] }, null];
+  timerPresets: [Record<string, never>, Array<{ seconds: number; label: string }>];
 }
 
 interface RawCore {
@@ -171,6 +176,8 @@ export function friendly(e: unknown): string {
         return 'A safety number changed. Verify it before sending.';
       case 'bad_link_code':
         return 'That code does not look right. Copy it again from your other device.';
+      case 'bad_timer':
+        return 'That timer is not allowed.';
       case 'rate_limited':
         return 'Too many requests. Wait a moment and try again.';
     }
@@ -181,6 +188,8 @@ export function friendly(e: unknown): string {
 
 export class Core {
   private listeners = new Set<(e: CoreEvent) => void>();
+  /** Whether the push connection is up, as last reported. */
+  online = false;
   private constructor(private raw: RawCore) {}
 
   /** Loads the WebAssembly core and opens this browser's vault. */
@@ -202,6 +211,7 @@ export class Core {
       upload,
       onEvent: (json: string) => {
         const e = JSON.parse(json) as CoreEvent;
+        if (e.type === 'connection') core.online = e.text === 'online';
         // Never call back into the core from its own callback.
         queueMicrotask(() => core.listeners.forEach((l) => l(e)));
       },

@@ -6,7 +6,7 @@ import { Avatar } from './avatar';
 import * as I from './icons';
 import type { ModalState } from './modals';
 
-export const EMOJIS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+export const EMOJIS = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏'];
 
 export function EmptyView({ account }: { account: Account }) {
   return (
@@ -46,10 +46,23 @@ export function ConversationView(p: Props) {
     return () => clearInterval(t);
   }, [hasTimers]);
 
+  // Disappearing messages start their timers when first shown here.
+  const unstarted = state.messages.filter((m) => m.timer && !m.expires && !m.outgoing).map((m) => m.id);
+  const key = unstarted.join(',');
+  useEffect(() => {
+    if (!unstarted.length) return;
+    const start = () => {
+      if (document.visibilityState === 'visible') state.core.call('shown', { conv: conv.id, ids: unstarted }).then(p.refresh, () => {});
+    };
+    start();
+    document.addEventListener('visibilitychange', start);
+    return () => document.removeEventListener('visibilitychange', start);
+  }, [key]);
+
   const typing = state.typing[conv.id];
-  const isTyping = typing && typing.until > now;
+  const isTyping = typing && typing.until > Date.now();
   const byId = new Map(state.messages.map((m) => [m.id, m]));
-  const visible = state.messages.filter((m) => !m.expires || Date.parse(m.expires) > now);
+  const visible = state.messages.filter((m) => !m.expires || Date.parse(m.expires) > Date.now());
   const uploads = state.uploads.filter((u) => u.conv === conv.id);
 
   return (
@@ -210,7 +223,7 @@ function Bubble(p: {
     p.core.call('react', { id: m.id, emoji }).then(p.refresh, p.onError);
   };
   const readers = (m.read_by ?? []).length;
-  const left = m.expires ? Date.parse(m.expires) - p.now : 0;
+  const left = m.expires ? Date.parse(m.expires) - Date.now() : 0;
 
   return (
     <div class={cls('row', m.outgoing ? 'out' : 'in', p.first && 'first')} data-testid="message" data-id={m.id} data-sender={m.sender}>
@@ -238,10 +251,16 @@ function Bubble(p: {
           </>
         )}
         <div class="meta">
-          {m.expires && (
-            <span class="expires" data-testid="expires" title="Disappears">
+          {m.expires ? (
+            <span class="expires" data-testid="expires" title={`Disappears at ${new Date(m.expires).toLocaleTimeString()}`}>
               <I.Timer size={11} /> {remaining(left)}
             </span>
+          ) : (
+            !!m.timer && (
+              <span class="expires" title="Disappears after it is read">
+                <I.Timer size={11} /> {remaining(m.timer * 1000)}
+              </span>
+            )
           )}
           {m.edited && !m.deleted && <span>edited</span>}
           <span>{clock(m.time)}</span>

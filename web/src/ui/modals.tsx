@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import type { AppState } from '../app';
 import { friendly, type Contact, type Device, type LinkOffer } from '../core/bridge';
-import { cls, shortTime, timerLabel } from '../util';
+import { cls, shortTime } from '../util';
 import * as I from './icons';
 
 export type ModalState =
@@ -282,18 +282,23 @@ function Devices(p: Props) {
   );
 }
 
-const TIMERS = [0, 5, 30, 300, 3600, 86400, 604800];
-
 function TimerPicker(p: Props & { conv: string }) {
   const cv = p.state.convs.find((c) => c.id === p.conv);
   const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState<number | null>(null);
+  const [presets, setPresets] = useState<Array<{ seconds: number; label: string }>>([]);
+  useEffect(() => {
+    p.state.core.call('timerPresets').then(setPresets, (e) => setError(friendly(e)));
+  }, []);
   const set = async (seconds: number) => {
+    setBusy(seconds);
     try {
       await p.state.core.call('setTimer', { conv: p.conv, seconds });
       p.refresh();
       p.onClose();
     } catch (e) {
-      setError((e as { code?: string }).code === 'unknown_method' ? 'Disappearing messages are not available in this version yet.' : friendly(e));
+      setError(friendly(e));
+      setBusy(null);
     }
   };
   return (
@@ -302,10 +307,10 @@ function TimerPicker(p: Props & { conv: string }) {
         New messages in this conversation disappear from every device after the time you choose. Everyone in the conversation sees the change.
       </Head>
       <div class="timer-options">
-        {TIMERS.map((s) => (
-          <button class={cls('timer-option', (cv?.timer ?? 0) === s && 'active')} onClick={() => set(s)} data-testid={`timer-${s}`}>
-            <span>{timerLabel(s)}</span>
-            {(cv?.timer ?? 0) === s && <I.Check size={16} />}
+        {presets.map(({ seconds: s, label }) => (
+          <button class={cls('timer-option', (cv?.timer ?? 0) === s && 'active')} onClick={() => set(s)} disabled={busy !== null} data-testid={`timer-${s}`}>
+            <span>{label[0].toUpperCase() + label.slice(1)}</span>
+            {busy === s ? <span class="spinner small" /> : (cv?.timer ?? 0) === s && <I.Check size={16} />}
           </button>
         ))}
       </div>

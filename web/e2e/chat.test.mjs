@@ -1,0 +1,327 @@
+// End-to-end: two people in their own browser contexts (alice and bob) and
+// one on the command line (carol), against a real `hush serve`. Each step
+// builds on the one before, as people would use Hush.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cliUser, launchBrowser, person, screenshot, startServer } from './harness.mjs';
+
+const T = 30_000; // how long to wait for something to show
+
+let server, browser, alice, bob, carol;
+
+/** messages of a CLI user's conversation, from `hush read --json` (JSON lines). */
+async function cliMessages(u, conv) {
+  const out = await u.run('read', conv, '--json', '-n', '0');
+  return out
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
+}
+
+async function eventually(what, fn, timeout = T) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function signUp(p) {
+  await p.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
+  await p.page.fill('[data-testid=username]', p.name);
+  await p.page.click('[data-testid=signup]');
+  await p.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
+  await p.page.locator('.status.on').waitFor({ timeout: T });
+}
+
+function conversation(p, title) {
+  return p.page.locator(`[data-testid=conversation][data-title="${title}"]`);
+}
+
+async function openConversation(p, title) {
+  await conversation(p, title).click();
+  await p.page.locator('[data-testid=conv-title]', { hasText: title }).waitFor({ timeout: T });
+}
+
+/** The message whose own text (not a quote of another) has text. */
+function message(p, text) {
+  return p.page.locator('[data-testid=message]').filter({ has: p.page.locator('[data-testid=text]', { hasText: text }) });
+}
+
+async function send(p, text) {
+  await p.page.fill('[data-testid=composer]', text);
+  await p.page.press('[data-testid=composer]', 'Enter');
+  await message(p, text).first().waitFor({ timeout: T });
+}
+
+async function react(p, text, emoji) {
+  const m = message(p, text).first();
+  await m.hover();
+  await m.locator('[data-testid=react-button]').click();
+  await m.locator(`[data-testid=emoji-picker] [data-emoji="${emoji}"]`).click();
+  await m.locator('[data-testid=reaction]', { hasText: emoji }).waitFor({ timeout: T });
+}
+
+/** A picture drawn in the page: a PNG that the image preview must show. */
+async function drawPhoto(page) {
+  const dataURL = await page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 640;
+    c.height = 400;
+    const g = c.getContext('2d');
+    const sky = g.createLinearGradient(0, 0, 0, 400);
+    sky.addColorStop(0, '#ffb36b');
+    sky.addColorStop(0.55, '#ff7e8a');
+    sky.addColorStop(1, '#5b4b9e');
+    g.fillStyle = sky;
+    g.fillRect(0, 0, 640, 400);
+    g.fillStyle = '#ffe8a3';
+    g.beginPath();
+    g.arc(440, 230, 60, 0, Math.PI * 2);
+    g.fill();
+    g.fillStyle = '#2d2553';
+    g.beginPath();
+    g.moveTo(0, 400);
+    g.lineTo(0, 280);
+    g.lineTo(150, 190);
+    g.lineTo(280, 300);
+    g.lineTo(400, 220);
+    g.lineTo(640, 330);
+    g.lineTo(640, 400);
+    g.fill();
+    return c.toDataURL('image/png');
+  });
+  return Buffer.from(dataURL.split(',')[1], 'base64');
+}
+
+describe('hush in the browser', { timeout: 600_000 }, () => {
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+    alice = await person(browser, server, 'alice');
+    bob = await person(browser, server, 'bob');
+    carol = await cliUser(server, 'carol');
+  });
+
+  after(async () => {
+    const errors = [...(alice?.errors ?? []), ...(bob?.errors ?? [])];
+    await browser?.close();
+    await server?.stop();
+    assert.deepEqual(errors, [], 'errors in the pages');
+  });
+
+  it('signs up alice and bob in the browser, and carol on the command line', async () => {
+    await alice.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
+    await alice.page.fill('[data-testid=username]', 'alice');
+    await screenshot(alice.page, '01-sign-up');
+    await signUp(alice);
+    await signUp(bob);
+    const out = await carol.run('register', 'carol', '--server', server.url);
+    assert.match(out, /Registered carol/);
+  });
+
+  it('chats one to one: send, unread count, read receipt, reply, reaction, edit, typing', async () => {
+    await alice.page.click('[data-testid=new-chat]');
+    await alice.page.fill('[data-testid=new-chat-user]', 'bob');
+    await alice.page.click('[data-testid=new-chat-start]');
+    await alice.page.locator('[data-testid=conv-title]', { hasText: 'bob' }).waitFor({ timeout: T });
+    await send(alice, 'Hi Bob! Are we still on for the climbing gym tomorrow?');
+    await send(alice, 'I can bring the spare harness 🧗');
+
+    // Bob sees the chat with two unread messages.
+    const badge = conversation(bob, 'alice').locator('[data-testid=unread]');
+    await badge.waitFor({ timeout: T });
+    await eventually('two unread', async () => (await badge.textContent()) === '2');
+    await screenshot(bob.page, '02-conversation-list-unread');
+
+    await openConversation(bob, 'alice');
+    await message(bob, 'spare harness').waitFor({ timeout: T });
+    // Opening it sends read receipts: the badge goes, alice sees them read.
+    await eventually('the badge to clear', async () => (await badge.count()) === 0);
+    await message(alice, 'spare harness').locator('[data-testid=read]').waitFor({ timeout: T });
+
+    // Bob types: alice sees it.
+    await bob.page.fill('[data-testid=composer]', 'Yes');
+    await bob.page.locator('[data-testid=composer]').pressSequentially('!', { delay: 50 });
+    await alice.page.locator('[data-testid=typing]').waitFor({ timeout: T });
+
+    // Bob replies to the first message and reacts to the second.
+    const first = message(bob, 'climbing gym').first();
+    await first.hover();
+    await first.locator('[data-testid=reply-button]').click();
+    await bob.page.locator('[data-testid=composer-context]').waitFor();
+    await bob.page.fill('[data-testid=composer]', 'Yes! 7pm works for me.');
+    await bob.page.press('[data-testid=composer]', 'Enter');
+    await react(bob, 'spare harness', '👍');
+
+    const reply = message(alice, '7pm works');
+    await reply.waitFor({ timeout: T });
+    assert.match(await reply.locator('[data-testid=quote]').textContent(), /climbing gym/);
+    await message(alice, 'spare harness').locator('[data-testid=reaction]', { hasText: '👍' }).waitFor({ timeout: T });
+
+    // Alice edits a message; bob sees the new text, marked edited.
+    const mine = message(alice, 'spare harness').first();
+    await mine.hover();
+    await mine.locator('[data-testid=edit-button]').click();
+    await alice.page.fill('[data-testid=composer]', 'I can bring the spare harness and chalk 🧗');
+    await alice.page.press('[data-testid=composer]', 'Enter');
+    await message(bob, 'and chalk').locator('.meta', { hasText: 'edited' }).waitFor({ timeout: T });
+    await react(alice, '7pm works', '❤️');
+    await screenshot(alice.page, '03-chat');
+  });
+
+  it('runs a group with a command-line member: messages, reactions, a photo', async () => {
+    await alice.page.click('[data-testid=new-group]');
+    await alice.page.fill('[data-testid=group-name]', 'Weekend trip');
+    await alice.page.fill('[data-testid=group-members]', 'bob, carol');
+    await alice.page.click('[data-testid=group-create]');
+    await alice.page.locator('[data-testid=conv-title]', { hasText: 'Weekend trip' }).waitFor({ timeout: T });
+    await send(alice, 'Who is in for the lake on Saturday?');
+
+    // carol, on the command line, reads it and answers.
+    await eventually('carol to get the group message', async () => (await cliMessages(carol, 'Weekend trip')).some((m) => m.text?.includes('the lake')));
+    await carol.run('send', 'Weekend trip', 'Count me in! I will bring the tent 🏕️');
+
+    await openConversation(bob, 'Weekend trip');
+    await message(bob, 'Count me in').waitFor({ timeout: T });
+    assert.equal(await message(bob, 'Count me in').getAttribute('data-sender'), 'carol');
+    await send(bob, 'Same here, I will drive');
+    await react(bob, 'Count me in', '🎉');
+
+    // carol sees bob's reaction and message.
+    await eventually('carol to see the reaction', async () => {
+      const msgs = await cliMessages(carol, 'Weekend trip');
+      return msgs.some((m) => m.text?.includes('Count me in') && m.reactions?.some((r) => r.user === 'bob' && r.emoji === '🎉')) && msgs.some((m) => m.text?.includes('I will drive'));
+    });
+
+    // A photo from alice: encrypted in her browser, previewed in bob's,
+    // and the same bytes on carol's command line.
+    const photo = await drawPhoto(alice.page);
+    await alice.page.setInputFiles('[data-testid=file-input]', { name: 'sunset.png', mimeType: 'image/png', buffer: photo });
+    await alice.page.locator('[data-testid=message] [data-testid=image]').waitFor({ timeout: T });
+    const img = bob.page.locator('[data-testid=message] [data-testid=image]');
+    await img.waitFor({ timeout: T });
+    await eventually('the preview to load', () => img.evaluate((el) => el.complete && el.naturalWidth === 640));
+    const msgs = await eventually('carol to get the photo', async () => (await cliMessages(carol, 'Weekend trip')).find((m) => m.attachment?.name === 'sunset.png'));
+    await carol.run('download', msgs.id, server.dir);
+    assert.deepEqual(await readFile(path.join(server.dir, 'sunset.png')), photo);
+
+    await bob.page.click('[data-testid=details-button]');
+    await bob.page.locator('[data-testid=members] li', { hasText: 'carol' }).waitFor({ timeout: T });
+    await screenshot(bob.page, '04-group');
+    await bob.page.click('[data-testid=details-button]');
+  });
+
+  it('shows the safety number and its QR code, the same on both sides', async () => {
+    await openConversation(alice, 'bob');
+    await alice.page.click('[data-testid=verify-button]');
+    const number = alice.page.locator('[data-testid=safety-number]');
+    await number.waitFor({ timeout: T });
+    await alice.page.locator('[data-testid=qr]').waitFor();
+    const a = (await number.textContent()).replace(/\D/g, '');
+    assert.equal(a.length, 60);
+
+    await openConversation(bob, 'alice');
+    await bob.page.click('[data-testid=verify-button]');
+    await bob.page.locator('[data-testid=safety-number]').waitFor({ timeout: T });
+    const b = (await bob.page.locator('[data-testid=safety-number]').textContent()).replace(/\D/g, '');
+    assert.equal(a, b, 'alice and bob compute the same safety number');
+    await screenshot(alice.page, '05-safety-number');
+    await alice.page.click('[data-testid=mark-verified]');
+    await alice.page.locator('[data-testid=verified]').waitFor({ timeout: T });
+    await alice.page.keyboard.press('Escape');
+    await bob.page.keyboard.press('Escape');
+  });
+
+  it('keeps the account and its conversations across a reload', async () => {
+    await bob.page.reload();
+    await bob.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
+    await conversation(bob, 'alice').waitFor({ timeout: T });
+    await conversation(bob, 'Weekend trip').waitFor({ timeout: T });
+    await openConversation(bob, 'alice');
+    await message(bob, 'climbing gym').waitFor({ timeout: T });
+    // The MLS state survived too: new messages both ways still decrypt.
+    await send(alice, 'See you there!');
+    await message(bob, 'See you there!').waitFor({ timeout: T });
+    await send(bob, 'See you 👋');
+    await message(alice, 'See you 👋').waitFor({ timeout: T });
+  });
+
+  it('makes a 5-second disappearing message vanish from both pages', async () => {
+    await openConversation(alice, 'bob');
+    await openConversation(bob, 'alice');
+    await alice.page.click('[data-testid=timer-button]');
+    await alice.page.click('[data-testid=timer-5]');
+    await alice.page.locator('[data-testid=timer-pill]', { hasText: '5 seconds' }).waitFor({ timeout: T });
+    // The timer is group state: bob's side agrees.
+    await bob.page.locator('[data-testid=timer-pill]', { hasText: '5 seconds' }).waitFor({ timeout: T });
+
+    const text = 'The door code is 4711 (this disappears)';
+    await send(alice, text);
+    await message(bob, text).waitFor({ timeout: T });
+    // Both show the time left; bob's timer starts when he sees it.
+    await message(alice, text).locator('[data-testid=expires]').waitFor({ timeout: T });
+    await message(bob, text).locator('[data-testid=expires]').waitFor({ timeout: T });
+    await screenshot(bob.page, '07-disappearing');
+    const shownAt = Date.now();
+    await message(alice, text).waitFor({ state: 'detached', timeout: 15_000 });
+    await message(bob, text).waitFor({ state: 'detached', timeout: 15_000 });
+    assert.ok(Date.now() - shownAt < 12_000, 'gone within its 5 seconds and a little');
+    // Gone from storage too, not just hidden: a reload does not bring it back.
+    await bob.page.reload();
+    await openConversation(bob, 'alice');
+    await message(bob, 'See you 👋').waitFor({ timeout: T });
+    assert.equal(await message(bob, text).count(), 0);
+
+    await alice.page.click('[data-testid=timer-button]');
+    await alice.page.click('[data-testid=timer-0]');
+    await alice.page.locator('[data-testid=timer-pill]').waitFor({ state: 'detached', timeout: T });
+  });
+
+  it('links a browser as another device of an account made on the command line', async () => {
+    // carol runs `hush link`, which prints a code and waits.
+    const env = { ...process.env, XDG_DATA_HOME: path.join(server.dir, 'xdg-carol'), HOME: path.join(server.dir, 'xdg-carol') };
+    const proc = spawn(server.bin, ['link', '--profile', 'carol', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d) => (out += d));
+    proc.stderr.on('data', (d) => (out += d));
+    const exit = new Promise((r) => proc.on('exit', r));
+    const code = await eventually('the link code', async () => out.match(/"code":\s*"([^"]+)"/)?.[1]);
+
+    const carolWeb = await person(browser, server, 'carol-web');
+    await carolWeb.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
+    await carolWeb.page.click('[data-testid=tab-link]');
+    await carolWeb.page.fill('[data-testid=link-code]', code);
+    await screenshot(carolWeb.page, '06-link-browser');
+    await carolWeb.page.click('[data-testid=link]');
+    await carolWeb.page.locator('[data-testid=sidebar]').waitFor({ timeout: 60_000 });
+    assert.equal(await exit, 0, `hush link: ${out}`);
+
+    // The group arrives once the CLI device has added the browser, and new
+    // messages reach it.
+    await eventually('the group on the linked browser', async () => {
+      const c = conversation(carolWeb, 'Weekend trip');
+      return (await c.count()) > 0 && !(await c.getAttribute('class')).includes('inactive');
+    }, 60_000);
+    await openConversation(alice, 'Weekend trip');
+    await send(alice, 'Carol, your browser is in the group now');
+    await openConversation(carolWeb, 'Weekend trip');
+    await message(carolWeb, 'your browser is in the group').waitFor({ timeout: T });
+    // ... and what the browser sends shows on carol's other device.
+    await send(carolWeb, 'Hello from my browser');
+    await eventually('the CLI device to see it', async () => (await cliMessages(carol, 'Weekend trip')).some((m) => m.text === 'Hello from my browser' && m.outgoing));
+    assert.deepEqual(carolWeb.errors, []);
+    await carolWeb.context.close();
+  });
+});

@@ -1,0 +1,146 @@
+// Test harness of the browser end-to-end tests: a real `hush serve` (built
+// from this repository into a temporary directory, with its data there
+// too), Debian's Chromium driven by playwright-core, and the real `hush`
+// CLI for command-line participants.
+//
+// Environment:
+//   HUSH_BIN   use this hush binary instead of building one
+//   CHROMIUM   the browser (default /usr/bin/chromium)
+//   HUSH_E2E_KEEP=1  keep the temporary directory (its path is printed)
+
+import { spawn, execFile } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const run = promisify(execFile);
+export const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const repoDir = path.resolve(webDir, '..');
+export const screenshotDir = path.join(webDir, 'e2e', 'screenshots');
+
+export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a real hush server; returns { url, bin, dir, stop }. */
+export async function startServer() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'hush-e2e-'));
+  let bin = process.env.HUSH_BIN;
+  if (!bin) {
+    bin = path.join(dir, 'hush');
+    await run('go', ['build', '-o', bin, './cmd/hush'], { cwd: repoDir, maxBuffer: 16 << 20 });
+  }
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const logs = [];
+  const proc = spawn(bin, ['serve', '--addr', `127.0.0.1:${port}`, '--data', path.join(dir, 'data'), '--log-level', 'warn', '--device-rate', '-1', '--ip-rate', '-1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout.on('data', (d) => logs.push(String(d)));
+  proc.stderr.on('data', (d) => logs.push(String(d)));
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(url + '/healthz');
+      if (r.ok) break;
+    } catch {}
+    if (i > 150 || proc.exitCode !== null) throw new Error(`hush serve did not start:\n${logs.join('')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const page = await fetch(url + '/');
+  if (!(page.headers.get('content-type') ?? '').includes('text/html')) {
+    proc.kill('SIGTERM');
+    throw new Error('hush serve does not serve the web client at / (the server must mount web.Handler())');
+  }
+  return {
+    url,
+    bin,
+    dir,
+    logs,
+    async stop() {
+      proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
+      if (process.env.HUSH_E2E_KEEP) console.log('kept', dir);
+      else await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Launches headless Chromium with fake media devices. */
+export async function launchBrowser() {
+  if (!existsSync(chromiumPath)) throw new Error(`no browser at ${chromiumPath} (apt-get install chromium, or set CHROMIUM)`);
+  return chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+    ],
+  });
+}
+
+/** A browser context and page for one person, with the page's errors kept. */
+export async function person(browser, server, name) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, locale: 'en-US', timezoneId: 'UTC' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) errors.push(`${name}: HTTP ${r.status()} ${r.request().method()} ${new URL(r.url()).pathname}`);
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`${name} console: ${m.text()}`);
+  });
+  await page.goto(server.url + '/');
+  return { name, context, page, errors };
+}
+
+/** A CLI participant: runs `hush ARGS --profile NAME` with its own data. */
+export async function cliUser(server, name) {
+  const home = path.join(server.dir, 'xdg-' + name);
+  await mkdir(home, { recursive: true });
+  const env = { ...process.env, XDG_DATA_HOME: home, HOME: home };
+  return {
+    name,
+    async run(...args) {
+      const { stdout } = await run(server.bin, [...args, '--profile', name], { env, maxBuffer: 16 << 20, timeout: 60000 }).catch((e) => {
+        throw new Error(`hush ${args.join(' ')}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+      });
+      return stdout;
+    },
+    async json(...args) {
+      return JSON.parse(await this.run(...args, '--json'));
+    },
+  };
+}
+
+export async function screenshot(page, name) {
+  await mkdir(screenshotDir, { recursive: true });
+  // No hover effects; let transitions and images settle.
+  await page.mouse.move(1, 1);
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: path.join(screenshotDir, `${name}.png`) });
+}
