@@ -167,7 +167,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		s.ln = tls.NewListener(s.ln, tlsConfig)
 	}
 	s.http = &http.Server{
-		Handler:           s.api,
+		Handler:           withWeb(s.api),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
