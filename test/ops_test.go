@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -394,5 +395,37 @@ func TestMultiNode(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("push across nodes took %v: the notification did not arrive", d)
+	}
+}
+
+// TestMetricsAndHealth: /metrics exposes requests by route and code,
+// messages accepted, deliveries, open WebSockets and store latency; and
+// /healthz answers until the server drains.
+func TestMetricsAndHealth(t *testing.T) {
+	ts := start(t, server.Options{DataDir: t.TempDir()})
+	p := newPair(t, ts)
+	w := p.b.dial()
+	p.text(p.a, p.ma, "metered", "counted, never logged")
+	w.nextOf(proto.FrameMessage, 5*time.Second)
+	anon := &client{tb: t, base: ts.URL(), http: httpClient}
+	resp := anon.request("GET", proto.PathMetrics, "", nil)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`hush_http_requests_total{code="200",route="POST /v1/groups/{id}/messages"} 2`,
+		`hush_messages_accepted_total{kind="application"} 1`,
+		`hush_messages_accepted_total{kind="commit"} 1`,
+		`hush_deliveries_total{path="push"} 1`,
+		`hush_websockets 1`,
+		`hush_store_duration_seconds_count{op="AppendMessage"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	resp = anon.request("GET", proto.PathHealth, "", nil)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("healthz: %d", resp.StatusCode)
 	}
 }
