@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"bytes"
 	"hash/maphash"
 	"slices"
 )
@@ -15,7 +16,9 @@ import (
 // It is a hash trie: 16 ways per level on a 64-bit maphash of the key,
 // with buckets of up to keyBucketSize entries at the bottom. The seed is
 // random per process, so the shape of the trie cannot be steered by
-// choosing keys. The zero value is the empty set.
+// choosing keys. The zero value is the empty set. The set keeps the key
+// slices it is given, which must not change: the keys of tree nodes,
+// which are never modified in place.
 type keySet struct {
 	root *keyNode
 }
@@ -29,7 +32,7 @@ type keyNode struct {
 
 type keyEntry struct {
 	hash  uint64
-	key   string
+	key   []byte
 	count int
 }
 
@@ -55,7 +58,7 @@ func (s keySet) count(key []byte) int {
 		return 0
 	}
 	for _, e := range n.entries {
-		if e.hash == h && e.key == string(key) {
+		if e.hash == h && bytes.Equal(e.key, key) {
 			return e.count
 		}
 	}
@@ -82,10 +85,10 @@ func (n *keyNode) with(h uint64, shift uint, key []byte, delta int) *keyNode {
 	if n != nil {
 		entries = n.entries
 	}
-	k := slices.IndexFunc(entries, func(e keyEntry) bool { return e.hash == h && e.key == string(key) })
+	k := slices.IndexFunc(entries, func(e keyEntry) bool { return e.hash == h && bytes.Equal(e.key, key) })
 	switch {
 	case k < 0:
-		entries = append(slices.Clip(entries), keyEntry{hash: h, key: string(key), count: delta})
+		entries = append(slices.Clip(entries), keyEntry{hash: h, key: key, count: delta})
 	case entries[k].count+delta == 0:
 		entries = slices.Delete(slices.Clone(entries), k, k+1)
 	default:
@@ -136,12 +139,12 @@ func (s *keySet) insert(key []byte) {
 	}
 	b := *p
 	for i := range b.entries {
-		if e := &b.entries[i]; e.hash == h && e.key == string(key) {
+		if e := &b.entries[i]; e.hash == h && bytes.Equal(e.key, key) {
 			e.count++
 			return
 		}
 	}
-	b.entries = append(b.entries, keyEntry{hash: h, key: string(key), count: 1})
+	b.entries = append(b.entries, keyEntry{hash: h, key: key, count: 1})
 	if len(b.entries) > keyBucketSize && shift < 64 {
 		*p = splitBucket(b.entries, shift)
 	}

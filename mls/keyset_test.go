@@ -21,7 +21,7 @@ func keySetCounts(s keySet) map[string]int {
 			return
 		}
 		for _, e := range n.entries {
-			out[e.key] = e.count
+			out[string(e.key)] = e.count
 		}
 	}
 	walk(s.root)

@@ -16,10 +16,10 @@ import (
 // treekem.go.
 //
 // Nodes stored in a ratchetTree are never modified in place: every
-// operation installs a fresh *LeafNode or *ParentNode. That makes clone an
-// O(n) copy of pointers that is nonetheless safe to modify independently,
-// and it means callers must treat the nodes they read from a tree, and the
-// leaves they hand to it, as read-only.
+// operation installs a fresh *LeafNode or *ParentNode. That lets clones
+// share nodes (and, copy-on-write, the arrays holding them) while each can
+// be modified independently, and it means callers must treat the nodes
+// they read from a tree, and the leaves they hand to it, as read-only.
 
 // ParentNode is the content of a non-blank parent node (§7.1).
 type ParentNode struct {
