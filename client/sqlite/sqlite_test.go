@@ -1,11 +1,16 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hush-chat/hush/client"
 )
 
 func TestStorage(t *testing.T) {
@@ -94,4 +99,68 @@ func TestPrefixEnd(t *testing.T) {
 			t.Errorf("prefixEnd(%q) = %q, %v", in, got, ok)
 		}
 	}
+}
+
+// TestScrub: after Scrub, nothing of a deleted row is left in the files,
+// not even the stale copies SQLite leaves in pages it rebalanced, while
+// the other rows are intact; the database stays open and usable.
+func TestScrub(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	write := func(fn func(tx client.StorageTx) error) {
+		t.Helper()
+		tx, err := db.Begin(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fn(tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(i int) string { return fmt.Sprintf("msg-%04d", i) }
+	// Rows of changing sizes, rewritten, so that SQLite splits and
+	// rebalances pages many times over.
+	for round := range 4 {
+		write(func(tx client.StorageTx) error {
+			for i := range 400 {
+				if err := tx.Put("t", key(i), bytes.Repeat([]byte{byte('a' + round)}, 50+(i*37+round*101)%400)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	write(func(tx client.StorageTx) error {
+		for i := 0; i < 400; i += 2 {
+			if err := tx.Delete("t", key(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := db.Scrub(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		raw = append(raw, b...)
+	}
+	for i := range 400 {
+		if found := bytes.Contains(raw, []byte(key(i))); found != (i%2 == 1) {
+			t.Fatalf("row %s in the files: %v, want %v", key(i), found, i%2 == 1)
+		}
+	}
+	write(func(tx client.StorageTx) error { return tx.Put("t", "after", []byte("scrub")) })
 }
