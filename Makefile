@@ -27,7 +27,8 @@ web: web-deps
 	cp "$(WASM_EXEC)" web/public/wasm_exec.js
 	cd web && $(NPM) run --silent build -- --outDir "$(abspath $(DIST))" --emptyOutDir
 	CGO_ENABLED=0 GOOS=js GOARCH=wasm $(GO) build -trimpath -buildvcs=false -ldflags="-s -w -buildid=" -o "$(DIST)/hush.wasm" ./web/wasm
-	gzip -9 -n -f "$(DIST)/hush.wasm"
+	CGO_ENABLED=0 GOOS=js GOARCH=wasm $(GO) build -trimpath -buildvcs=false -ldflags="-s -w -buildid=" -o "$(DIST)/sframe.wasm" ./web/wasm/sframe
+	gzip -9 -n -f "$(DIST)/hush.wasm" "$(DIST)/sframe.wasm"
 
 web-test: web
 	cd web && $(NPM) test

@@ -289,6 +289,32 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
     await alice.page.locator('[data-testid=timer-pill]').waitFor({ state: 'detached', timeout: T });
   });
 
+  it('calls between two browsers with SFrame on every frame, keyed from the conversation\'s MLS group', async () => {
+    await openConversation(alice, 'bob');
+    await openConversation(bob, 'alice');
+    const conv = await alice.page.locator('[data-testid=conversation-view]').getAttribute('data-conv');
+    assert.equal(await bob.page.locator('[data-testid=conversation-view]').getAttribute('data-conv'), conv);
+    // The SFU's signalling is not on the WebSocket yet: the test carries
+    // the SDP between the pages (a TEST-ONLY hook); the media, its
+    // encoded transforms and the SFrame keys are the product's.
+    const offer = await alice.page.evaluate(([c]) => globalThis.__hushTestDirectCall.offer(c, 'bob'), [conv]);
+    const answer = await bob.page.evaluate(([c, o]) => globalThis.__hushTestDirectCall.answer(c, 'alice', o), [conv, offer]);
+    await alice.page.evaluate(([a]) => globalThis.__hushTestDirectCall.accept(a), [answer]);
+    for (const p of [alice, bob]) {
+      const s = await eventually(`${p.name}'s received frames to decrypt`, async () => {
+        const s = await p.page.evaluate(() => globalThis.__hushTestDirectCall.stats());
+        return s.decrypted > 50 && s.encrypted > 50 && s.framesDecoded > 10 && s.audioPackets > 10 ? s : null;
+      });
+      assert.equal(s.failed, 0, `${p.name}: frames that did not open: ${s.error}`);
+      assert.ok(s.epoch >= 1, `${p.name}: keyed from an MLS epoch`);
+    }
+    await bob.page.locator('[data-testid=call-secure]').waitFor();
+    await alice.page.waitForTimeout(1500);
+    await screenshot(bob.page, '08-call');
+    for (const p of [alice, bob]) await p.page.evaluate(() => globalThis.__hushTestDirectCall.hangup());
+    await bob.page.locator('[data-testid=call]').waitFor({ state: 'detached' });
+  });
+
   it('links a browser as another device of an account made on the command line', async () => {
     // carol runs `hush link`, which prints a code and waits.
     const env = { ...process.env, XDG_DATA_HOME: path.join(server.dir, 'xdg-carol'), HOME: path.join(server.dir, 'xdg-carol') };
@@ -323,5 +349,20 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
     await eventually('the CLI device to see it', async () => (await cliMessages(carol, 'Weekend trip')).some((m) => m.text === 'Hello from my browser' && m.outgoing));
     assert.deepEqual(carolWeb.errors, []);
     await carolWeb.context.close();
+  });
+
+  it('links a command-line device to an account made in the browser', async () => {
+    await alice.page.click('[data-testid=me]');
+    await alice.page.click('[data-testid=menu-link]');
+    const code = (await alice.page.locator('[data-testid=link-offer-code]').textContent({ timeout: T })).trim();
+    assert.match(await alice.page.locator('[data-testid=link-command]').textContent(), /hush link --code/);
+    await screenshot(alice.page, '09-link-device');
+    const laptop = await cliUser(server, 'alice-laptop');
+    await laptop.run('link', '--code', code, '--server', server.url);
+    await alice.page.locator('[data-testid=linked]').waitFor({ timeout: 60_000 });
+    await alice.page.keyboard.press('Escape');
+    await openConversation(alice, 'Weekend trip');
+    await send(alice, 'Sent from the browser, read on the laptop');
+    await eventually('the linked CLI device to read it', async () => (await cliMessages(laptop, 'Weekend trip')).some((m) => m.text === 'Sent from the browser, read on the laptop'), 60_000);
   });
 });

@@ -6,6 +6,8 @@ import { ConversationView, EmptyView } from './ui/conversation';
 import { Details } from './ui/details';
 import { Modal, type ModalState } from './ui/modals';
 import { Logo } from './ui/icons';
+import { CallView } from './call/view';
+import { installTestHook, onCall, type ActiveCall } from './call/direct';
 
 export interface Upload {
   id: string;
@@ -74,6 +76,11 @@ function Main({ core, account }: { core: Core; account: Account }) {
   const [modal, setModal] = useState<ModalState | null>(null);
   const [details, setDetails] = useState(false);
   const [toast, setToast] = useState<string | null>(null);
+  const [call, setCall] = useState<ActiveCall | null>(null);
+  useEffect(() => {
+    installTestHook(core);
+    return onCall(setCall);
+  }, [core]);
   const currentRef = useRef(currentId);
   currentRef.current = currentId;
 
@@ -221,6 +228,7 @@ function Main({ core, account }: { core: Core; account: Account }) {
           refresh={refresh}
         />
       )}
+      {call && <CallView call={call} />}
       {toast && (
         <div class="toast" role="status" data-testid="toast">
           {toast}

@@ -17,6 +17,7 @@ import (
 	"rsc.io/qr"
 
 	"github.com/hush-chat/hush/client"
+	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/web/idb"
 )
 
@@ -27,7 +28,13 @@ type bridge struct {
 	server  string
 	onEvent js.Value
 	running context.CancelFunc
-	offers  map[string]*client.LinkOffer
+	live    *pushConn // the current push connection, for call signalling
+}
+
+func (b *bridge) setLive(p *pushConn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.live = p
 }
 
 // event is what the page receives through host.onEvent, as JSON.
@@ -41,6 +48,7 @@ type event struct {
 	Done         int64        `json:"done,omitempty"`
 	Total        int64        `json:"total,omitempty"`
 	Upload       string       `json:"upload,omitempty"`
+	Call         *proto.Call  `json:"call,omitempty"`
 }
 
 func (b *bridge) emit(e event) {
@@ -86,7 +94,7 @@ func (b *bridge) open(ctx context.Context, host js.Value) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &transport{HTTPTransport: ht, base: b.server, upload: upload, emit: b.emit}, nil
+			return &transport{HTTPTransport: ht, base: b.server, upload: upload, emit: b.emit, b: b}, nil
 		},
 		OnEvent: func(e client.Event) {
 			b.emit(event{Type: string(e.Type), Conversation: e.Conversation, Message: msgJSON(e.Message), User: e.User, Device: e.Device, Text: e.Text})
@@ -414,10 +422,45 @@ var methods = map[string]methodFunc{
 		}
 		return out, nil
 	},
+	"callKeys": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
+		// The conversation's current epoch, for the SFrame worker
+		// (web/wasm/sframe), as package client/call keys a call.
+		g, err := c.MLSGroup(ctx, a.Conv)
+		if err != nil {
+			return nil, err
+		}
+		defer g.Wipe()
+		ms := g.Members()
+		if !g.Active() || len(ms) == 0 {
+			return nil, errors.New("not a member of this conversation")
+		}
+		key, err := g.Export(sframeBaseKeyLabel, nil, sframeBaseKeySize)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"epoch": g.Epoch(), "groupSize": ms[len(ms)-1].Index + 1, "leafIndex": g.Index(), "baseKey": key}, nil
+	}),
+	"callSignal": with(func(ctx context.Context, b *bridge, c *client.Client, a proto.Call, _ []byte) (any, error) {
+		// A call signalling frame for the SFU (join, answer, leave).
+		b.mu.Lock()
+		live := b.live
+		b.mu.Unlock()
+		if live == nil {
+			return nil, client.ErrOffline
+		}
+		return nil, live.Write(ctx, &proto.Frame{Type: proto.FrameCall, Call: &a})
+	}),
 	"sync": func(ctx context.Context, b *bridge, c *client.Client, _, _ []byte) (any, error) {
 		return nil, c.Sync(ctx)
 	},
 }
+
+// The SFrame base key of an MLS epoch (RFC 9605 §5.2) in the suite of
+// Hush calls, AES_128_GCM_SHA256_128 (Nk = 16): see client/call.
+const (
+	sframeBaseKeyLabel = "SFrame 1.0 Base Key"
+	sframeBaseKeySize  = 16
+)
 
 func accountJSON(a *client.Account) map[string]any {
 	return map[string]any{"server": a.Server, "username": a.Username, "userId": a.UserID, "deviceId": a.DeviceID, "created": a.Created}

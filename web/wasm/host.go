@@ -70,6 +70,7 @@ type transport struct {
 	base   string
 	upload js.Value
 	emit   func(event)
+	b      *bridge
 }
 
 func (t *transport) Do(ctx context.Context, r *client.Request) (io.ReadCloser, error) {
@@ -115,9 +116,14 @@ func (t *transport) Connect(ctx context.Context, auth string) (client.PushConn, 
 		return nil, err
 	}
 	t.emit(event{Type: "connection", Text: "online"})
-	return &pushConn{PushConn: conn, emit: t.emit}, nil
+	pc := &pushConn{PushConn: conn, emit: t.emit}
+	t.b.setLive(pc)
+	return pc, nil
 }
 
+// pushConn reports the connection's state, and hands the page the call
+// signalling frames (proto.Call, from the SFU), which the core does not
+// handle.
 type pushConn struct {
 	client.PushConn
 	emit func(event)
@@ -127,6 +133,9 @@ func (p *pushConn) Read(ctx context.Context) (*proto.Frame, error) {
 	f, err := p.PushConn.Read(ctx)
 	if err != nil && ctx.Err() == nil {
 		p.emit(event{Type: "connection", Text: "offline"})
+	}
+	if err == nil && f.Type == proto.FrameCall && f.Call != nil {
+		p.emit(event{Type: "call", Call: f.Call})
 	}
 	return f, err
 }

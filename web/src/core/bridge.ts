@@ -107,7 +107,18 @@ export type CoreEvent =
   | { type: 'linked'; device: string }
   | { type: 'upload'; conversation: string; upload: string; done: number; total: number }
   | { type: 'timer'; conversation: string; user?: string; text: string }
-  | { type: 'expired'; conversation: string; message?: Message };
+  | { type: 'expired'; conversation: string; message?: Message }
+  | { type: 'call'; call: CallFrame };
+
+/** A call signalling frame for the SFU (proto.Call). */
+export interface CallFrame {
+  group_id: string; // base64
+  call_id: string;
+  op: 'join' | 'offer' | 'answer' | 'leave' | 'ended';
+  sdp?: string;
+  ice_servers?: Array<{ urls: string[]; username?: string; credential?: string }>;
+  reason?: string;
+}
 
 /** The calls of the core: name → [arguments, result]. */
 interface Methods {
@@ -135,6 +146,8 @@ interface Methods {
   sync: [Record<string, never>, null];
   setTimer: [{ conv: string; seconds: number }, Conversation];
   shown: [{ conv: string; ids: string[] }, null];
+  callSignal: [CallFrame, null];
+  callKeys: [{ conv: string }, { epoch: number; groupSize: number; leafIndex: number; baseKey: string }];
   timerPresets: [Record<string, never>, Array<{ seconds: number; label: string }>];
 }
 
