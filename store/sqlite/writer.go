@@ -62,7 +62,9 @@ func newWriter(conn *sql.Conn) *writer {
 }
 
 // do runs fn in the next batch and returns once its effects are durable.
-// If ctx ends first, do returns ctx.Err() and fn may or may not commit.
+// If ctx ends before the writer reaches the job, the job is skipped and do
+// returns ctx.Err(); once fn has started, do waits for its batch, so fn
+// never runs after do has returned (its caller may read what fn wrote).
 func (w *writer) do(ctx context.Context, fn func(context.Context, *connTx) error) error {
 	return w.submit(ctx, &job{ctx: ctx, fn: fn, done: make(chan error, 1)})
 }
@@ -80,11 +82,11 @@ func (w *writer) submit(ctx context.Context, j *job) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// No case for ctx here: the writer skips a job whose ctx has ended
+	// and answers it at the end of the batch, which bounds the wait.
 	select {
 	case err := <-j.done:
 		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	case <-w.stopped:
 		// run answers every job it takes before it stops; a job still
 		// queued was never run.
