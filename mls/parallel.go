@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 )
 
+// minParallel is the least number of items worth spreading over workers.
+const minParallel = 8
+
 // parallel calls f(0), …, f(n-1) on up to GOMAXPROCS goroutines, for
 // independent work such as verifying the signatures of many KeyPackages
 // or sealing a path secret to many nodes. Each f(i) may write only what
@@ -17,9 +20,13 @@ import (
 // so when some f(j) fails every index below j has been started and is
 // finished before parallel returns; workers then start nothing new.
 // Every goroutine has ended when parallel returns.
+//
+// Fewer than minParallel items run in order on the caller's goroutine:
+// starting workers costs more than it saves there, and small groups then
+// draw randomness in a fixed order (which the fuzz fixtures rely on).
 func parallel(n int, f func(i int) error) error {
 	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
+	if workers <= 1 || n < minParallel {
 		for i := range n {
 			if err := f(i); err != nil {
 				return err
