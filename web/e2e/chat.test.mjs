@@ -178,6 +178,16 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
     await alice.page.press('[data-testid=composer]', 'Enter');
     await message(bob, 'and chalk').locator('.meta', { hasText: 'edited' }).waitFor({ timeout: T });
     await react(alice, '7pm works', '❤️');
+
+    // Delete for everyone: bob's page forgets the text.
+    await send(alice, 'Oops, wrong chat');
+    await message(bob, 'Oops, wrong chat').waitFor({ timeout: T });
+    const oops = message(alice, 'Oops, wrong chat');
+    await oops.hover();
+    alice.page.once('dialog', (d) => d.accept());
+    await oops.locator('[data-testid=delete-button]').click();
+    await message(bob, 'Oops, wrong chat').waitFor({ state: 'detached', timeout: T });
+    await bob.page.locator('[data-testid=message] .deleted-text').waitFor({ timeout: T });
     await screenshot(alice.page, '03-chat');
   });
 
