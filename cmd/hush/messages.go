@@ -25,6 +25,21 @@ func init() {
 
 // syncedClient opens the profile's account and catches up with the
 // server, so that a command acts on the conversations as they stand.
+// withSyncedClient parses the positional arguments (min to max of them; max
+// -1 for any number), opens the synced client and runs f with both.
+func (c *clientCmd) withSyncedClient(ctx context.Context, args []string, min, max int, f func(cl *client.Client, pos []string) error) error {
+	pos, err := c.parse(args, min, max)
+	if err != nil {
+		return err
+	}
+	cl, err := c.syncedClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return f(cl, pos)
+}
+
 func (c *clientCmd) syncedClient(ctx context.Context) (*client.Client, error) {
 	cl, err := c.openAccount(ctx, nil)
 	if err != nil {
@@ -52,24 +67,17 @@ func runSend(ctx context.Context, stdout, stderr io.Writer, args []string) error
 	c := newClientCmd("send", "send [flags] TO TEXT...",
 		"Sends TEXT to TO: a username (your 1:1 chat with them, started if need be), a group's name,\n"+
 			"or a conversation id.", stdout, stderr)
-	pos, err := c.parse(args, 2, -1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	cv, err := findConversation(ctx, cl, pos[0], true)
-	if err != nil {
-		return err
-	}
-	m, err := cl.SendText(ctx, cv.ID, strings.Join(pos[1:], " "))
-	if err != nil {
-		return err
-	}
-	return c.printSent(m)
+	return c.withSyncedClient(ctx, args, 2, -1, func(cl *client.Client, pos []string) error {
+		cv, err := findConversation(ctx, cl, pos[0], true)
+		if err != nil {
+			return err
+		}
+		m, err := cl.SendText(ctx, cv.ID, strings.Join(pos[1:], " "))
+		if err != nil {
+			return err
+		}
+		return c.printSent(m)
+	})
 }
 
 func runRead(ctx context.Context, stdout, stderr io.Writer, args []string) error {
@@ -79,78 +87,72 @@ func runRead(ctx context.Context, stdout, stderr io.Writer, args []string) error
 			"reactions, edits and deletions. Messages shown are marked read (a receipt goes to the sender).", stdout, stderr)
 	limit := c.fs.Int("n", 20, "show the last `N` messages of each conversation (0: all)")
 	noReceipts := c.fs.Bool("no-receipts", false, "do not send read receipts")
-	pos, err := c.parse(args, 0, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	var convs []*client.Conversation
-	if len(pos) == 1 {
-		cv, err := findConversation(ctx, cl, pos[0], false)
+	return c.withSyncedClient(ctx, args, 0, 1, func(cl *client.Client, pos []string) error {
+		var convs []*client.Conversation
+		var err error
+		if len(pos) == 1 {
+			cv, err := findConversation(ctx, cl, pos[0], false)
+			if err != nil {
+				return err
+			}
+			convs = []*client.Conversation{cv}
+		} else if convs, err = cl.Conversations(ctx); err != nil {
+			return err
+		}
+		a, err := cl.Account()
 		if err != nil {
 			return err
 		}
-		convs = []*client.Conversation{cv}
-	} else if convs, err = cl.Conversations(ctx); err != nil {
-		return err
-	}
-	a, err := cl.Account()
-	if err != nil {
-		return err
-	}
-	shown := 0
-	for _, cv := range convs {
-		msgs, err := cl.Messages(ctx, cv.ID)
-		if err != nil {
-			return err
-		}
-		if len(pos) == 0 && len(msgs) == 0 {
-			continue
-		}
-		byID := map[string]*client.Message{}
-		for _, m := range msgs {
-			byID[m.ID] = m
-		}
-		if *limit > 0 && len(msgs) > *limit {
-			msgs = msgs[len(msgs)-*limit:]
-		}
-		// Disappearing messages start their timers as they are shown.
-		if err := cl.Shown(ctx, msgs...); err != nil {
-			return err
-		}
-		if c.json {
+		shown := 0
+		for _, cv := range convs {
+			msgs, err := cl.Messages(ctx, cv.ID)
+			if err != nil {
+				return err
+			}
+			if len(pos) == 0 && len(msgs) == 0 {
+				continue
+			}
+			byID := map[string]*client.Message{}
 			for _, m := range msgs {
-				if err := c.printJSON(toJSON(m)); err != nil {
+				byID[m.ID] = m
+			}
+			if *limit > 0 && len(msgs) > *limit {
+				msgs = msgs[len(msgs)-*limit:]
+			}
+			// Disappearing messages start their timers as they are shown.
+			if err := cl.Shown(ctx, msgs...); err != nil {
+				return err
+			}
+			if c.json {
+				for _, m := range msgs {
+					if err := c.printJSON(toJSON(m)); err != nil {
+						return err
+					}
+				}
+			} else {
+				if shown > 0 {
+					fmt.Fprintln(stdout)
+				}
+				fmt.Fprintf(stdout, "== %s  (%s)\n", cv.Title(), shortID(cv.ID))
+				if !cv.Active {
+					fmt.Fprintln(stdout, "   (this device is not in this conversation any more, or not yet)")
+				}
+				for _, m := range msgs {
+					printMessage(stdout, m, byID, a.Username)
+				}
+			}
+			shown++
+			if !*noReceipts && cv.Active {
+				if _, err := cl.MarkRead(ctx, cv.ID); err != nil {
 					return err
 				}
 			}
-		} else {
-			if shown > 0 {
-				fmt.Fprintln(stdout)
-			}
-			fmt.Fprintf(stdout, "== %s  (%s)\n", cv.Title(), shortID(cv.ID))
-			if !cv.Active {
-				fmt.Fprintln(stdout, "   (this device is not in this conversation any more, or not yet)")
-			}
-			for _, m := range msgs {
-				printMessage(stdout, m, byID, a.Username)
-			}
 		}
-		shown++
-		if !*noReceipts && cv.Active {
-			if _, err := cl.MarkRead(ctx, cv.ID); err != nil {
-				return err
-			}
+		if shown == 0 && !c.json {
+			fmt.Fprintln(stdout, "No messages yet. Start a chat with: hush send USER TEXT")
 		}
-	}
-	if shown == 0 && !c.json {
-		fmt.Fprintln(stdout, "No messages yet. Start a chat with: hush send USER TEXT")
-	}
-	return nil
+		return nil
+	})
 }
 
 // printMessage writes one message as a line (or a few).
@@ -351,83 +353,55 @@ func (c *clientCmd) printEvent(ctx context.Context, cl *client.Client, e client.
 
 func runReply(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	c := newClientCmd("reply", "reply [flags] MSGID TEXT...", "Replies to a message (its id or an unambiguous prefix, as `hush read` shows).", stdout, stderr)
-	pos, err := c.parse(args, 2, -1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	m, err := cl.Reply(ctx, pos[0], strings.Join(pos[1:], " "))
-	if err != nil {
-		return err
-	}
-	return c.printSent(m)
+	return c.withSyncedClient(ctx, args, 2, -1, func(cl *client.Client, pos []string) error {
+		m, err := cl.Reply(ctx, pos[0], strings.Join(pos[1:], " "))
+		if err != nil {
+			return err
+		}
+		return c.printSent(m)
+	})
 }
 
 func runReact(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	c := newClientCmd("react", "react [flags] MSGID EMOJI", "Reacts to a message; the same emoji again takes the reaction back.", stdout, stderr)
-	pos, err := c.parse(args, 2, 2)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	m, err := cl.React(ctx, pos[0], pos[1])
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(toJSON(m))
-	}
-	fmt.Fprintf(stdout, "reacted to %s\n", shortID(m.ID))
-	return nil
+	return c.withSyncedClient(ctx, args, 2, 2, func(cl *client.Client, pos []string) error {
+		m, err := cl.React(ctx, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(toJSON(m))
+		}
+		fmt.Fprintf(stdout, "reacted to %s\n", shortID(m.ID))
+		return nil
+	})
 }
 
 func runEdit(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	c := newClientCmd("edit", "edit [flags] MSGID TEXT...", "Replaces the text of a message you sent, for everyone.", stdout, stderr)
-	pos, err := c.parse(args, 2, -1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	m, err := cl.Edit(ctx, pos[0], strings.Join(pos[1:], " "))
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(toJSON(m))
-	}
-	fmt.Fprintf(stdout, "edited %s\n", shortID(m.ID))
-	return nil
+	return c.withSyncedClient(ctx, args, 2, -1, func(cl *client.Client, pos []string) error {
+		m, err := cl.Edit(ctx, pos[0], strings.Join(pos[1:], " "))
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(toJSON(m))
+		}
+		fmt.Fprintf(stdout, "edited %s\n", shortID(m.ID))
+		return nil
+	})
 }
 
 func runDelete(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	c := newClientCmd("delete", "delete [flags] MSGID", "Deletes a message you sent, for everyone in the conversation.", stdout, stderr)
-	pos, err := c.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := cl.Delete(ctx, pos[0]); err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(map[string]any{"deleted": pos[0]})
-	}
-	fmt.Fprintf(stdout, "deleted %s\n", pos[0])
-	return nil
+	return c.withSyncedClient(ctx, args, 1, 1, func(cl *client.Client, pos []string) error {
+		if err := cl.Delete(ctx, pos[0]); err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(map[string]any{"deleted": pos[0]})
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", pos[0])
+		return nil
+	})
 }
