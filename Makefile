@@ -4,6 +4,9 @@
 #
 #   make web        rebuild web/dist from web/src and web/wasm
 #   make web-test   rebuild, then run the browser end-to-end tests
+#                   (screenshots go to the ignored web/e2e/out/screenshots)
+#   make web-screenshots  run them and refresh the committed screenshots
+#                   in web/e2e/screenshots (then commit those)
 
 GO    ?= go
 NPM   ?= npm
@@ -11,7 +14,7 @@ DIST  ?= web/dist
 GOROOT_DIR := $(shell $(GO) env GOROOT)
 WASM_EXEC  := $(firstword $(wildcard $(GOROOT_DIR)/lib/wasm/wasm_exec.js $(GOROOT_DIR)/misc/wasm/wasm_exec.js))
 
-.PHONY: all web web-test web-deps
+.PHONY: all web web-test web-screenshots web-deps
 all: web
 
 web/node_modules/.package-lock.json: web/package-lock.json
@@ -32,3 +35,6 @@ web: web-deps
 
 web-test: web
 	cd web && $(NPM) test
+
+web-screenshots: web
+	cd web && HUSH_E2E_SCREENSHOTS=update $(NPM) test

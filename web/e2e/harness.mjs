@@ -7,6 +7,9 @@
 //   HUSH_BIN   use this hush binary instead of building one
 //   CHROMIUM   the browser (default /usr/bin/chromium)
 //   HUSH_E2E_KEEP=1  keep the temporary directory (its path is printed)
+//   HUSH_E2E_SCREENSHOTS=update  write the screenshots into the committed
+//              e2e/screenshots/ (make web-screenshots) instead of the
+//              ignored e2e/out/screenshots/
 
 import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
@@ -21,7 +24,12 @@ import { chromium } from 'playwright-core';
 const run = promisify(execFile);
 export const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const repoDir = path.resolve(webDir, '..');
-export const screenshotDir = path.join(webDir, 'e2e', 'screenshots');
+// A test run writes its screenshots where git ignores them; the committed
+// ones in e2e/screenshots/ change only when asked (make web-screenshots).
+export const screenshotDir =
+  process.env.HUSH_E2E_SCREENSHOTS === 'update'
+    ? path.join(webDir, 'e2e', 'screenshots')
+    : path.join(webDir, 'e2e', 'out', 'screenshots');
 
 export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
