@@ -302,6 +302,9 @@ type Frame struct {
 	Typing  *Typing    `json:"typing,omitempty"`
 	Call    *Call      `json:"call,omitempty"`
 	Error   *Error     `json:"error,omitempty"`
+	// Frames are the frames a batch frame carries, in order; never a
+	// batch themselves.
+	Frames []Frame `json:"frames,omitempty"`
 }
 
 // Frame types.
@@ -316,7 +319,20 @@ const (
 	FrameError   = "error"   // server → client, answers a request
 	FramePing    = "ping"
 	FramePong    = "pong"
+	// FrameBatch (server → client) carries several server frames (message
+	// and typing) in one WebSocket message, in order; the server sends it
+	// only to clients that connected with WebSocketBatchQuery, and keeps
+	// each within MaxBatchBytes.
+	FrameBatch = "batch"
 )
+
+// WebSocketBatchQuery, appended to PathWebSocket, asks the server to
+// push batch frames: "/v1/ws?batch=1".
+const WebSocketBatchQuery = "batch=1"
+
+// MaxBatchBytes bounds a batch frame (and any other frame the server
+// sends): a frame with one largest MLS message, base64 in JSON, fits.
+const MaxBatchBytes = 2*MaxMessageBytes + 64<<10
 
 // Hello opens a WebSocket session.
 type Hello struct {
