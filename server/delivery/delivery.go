@@ -58,18 +58,23 @@ type Options struct {
 	PollInterval time.Duration
 	Logger       *slog.Logger
 	Metrics      *metrics.Metrics
+	// OnRoster, if set, is called after a commit accepted by this node
+	// replaced a group's roster (the server evicts removed devices from
+	// the group's calls).
+	OnRoster func(group store.GroupID, roster []store.DeviceID)
 }
 
 // Service is the delivery service. It is safe for concurrent use.
 type Service struct {
-	store   store.Store
-	bus     bus.Bus
-	log     *slog.Logger
-	m       *metrics.Metrics
-	grace   time.Duration
-	poll    time.Duration
-	rosters rosterCache
-	hub     hub
+	store    store.Store
+	bus      bus.Bus
+	log      *slog.Logger
+	m        *metrics.Metrics
+	grace    time.Duration
+	poll     time.Duration
+	onRoster func(store.GroupID, []store.DeviceID)
+	rosters  rosterCache
+	hub      hub
 }
 
 // New returns a Service over st and b.
@@ -82,7 +87,7 @@ func New(st store.Store, b bus.Bus, o Options) *Service {
 	}
 	return &Service{
 		store: st, bus: b, log: o.Logger, m: o.Metrics,
-		grace: o.Grace, poll: o.PollInterval,
+		grace: o.Grace, poll: o.PollInterval, onRoster: o.OnRoster,
 		rosters: rosterCache{m: make(map[string]*roster), inflight: make(map[string]int)},
 		hub:     hub{m: make(map[store.DeviceID]map[*Feed]struct{})},
 	}
@@ -149,6 +154,9 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 	}
 	if !a.Duplicate {
 		s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
+		if s.onRoster != nil {
+			s.onRoster(group, dedupe(members))
+		}
 	}
 	// The commit is final; its Welcomes are delivered at least once: a
 	// retried commit (Duplicate) delivers them again, in case the first
