@@ -25,7 +25,14 @@ web-deps: web/node_modules/.package-lock.json
 # names, and the wasm built without paths, build id or VCS stamp, then
 # gzipped without a name or time (the server serves it as is to browsers
 # that accept gzip, which all do).
+#
+# The wasm's bytes depend on the Go release, so the committed build is made
+# with WEB_GO; another release builds a different dist (make web
+# WEB_GO=$$(go env GOVERSION) to do that anyway, for local work).
+WEB_GO ?= go1.26.8
+GO_VERSION := $(shell $(GO) env GOVERSION)
 web: web-deps
+	@test "$(GO_VERSION)" = "$(WEB_GO)" || { echo "web/dist is built with $(WEB_GO), this is $(GO_VERSION) (WEB_GO=$(GO_VERSION) to build anyway)"; exit 1; }
 	@test -n "$(WASM_EXEC)" || { echo "wasm_exec.js not found under $(GOROOT_DIR)"; exit 1; }
 	cp "$(WASM_EXEC)" web/public/wasm_exec.js
 	cd web && $(NPM) run --silent build -- --outDir "$(abspath $(DIST))" --emptyOutDir
