@@ -1,6 +1,7 @@
 package calls
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -154,7 +155,6 @@ func (r *room) removeLocked(p *peer) []*peer {
 	for _, f := range r.forwarders {
 		if f.from != p {
 			delete(f.senders, p)
-			f.subscribers.Store(int32(len(f.senders)))
 			kept = append(kept, f)
 			continue
 		}
@@ -164,7 +164,6 @@ func (r *room) removeLocked(p *peer) []*peer {
 			}
 		}
 		clear(f.senders)
-		f.subscribers.Store(0)
 	}
 	clear(r.forwarders[len(kept):])
 	r.forwarders = kept
@@ -185,12 +184,11 @@ func (r *room) publish(p *peer, t *webrtc.TrackRemote) (*forwarder, []*peer) {
 	if t.Kind() == webrtc.RTPCodecTypeVideo {
 		codec = rtc.VP8
 	}
-	local, err := webrtc.NewTrackLocalStaticRTP(codec, t.Kind().String(), p.device)
-	if err != nil {
-		r.sfu.log.Warn("calls: new track", "device", p.device, "err", err)
-		return nil, nil
+	f := &forwarder{
+		room: r, from: p, remote: t, kind: t.Kind(), codec: codec,
+		id: t.Kind().String(), streamID: p.device,
+		senders: make(map[*peer]*webrtc.RTPSender),
 	}
-	f := &forwarder{room: r, from: p, remote: t, local: local, kind: t.Kind(), senders: make(map[*peer]*webrtc.RTPSender)}
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -217,31 +215,128 @@ func (r *room) publish(p *peer, t *webrtc.TrackRemote) (*forwarder, []*peer) {
 	return f, changed
 }
 
-// A forwarder copies one published track to every other device in the
-// room. Its TrackLocalStaticRTP has one binding per subscriber, and
-// rewrites each packet's SSRC and payload type for it; sequence numbers,
-// timestamps and payloads pass unchanged.
-type forwarder struct {
-	room   *room
-	from   *peer
-	remote *webrtc.TrackRemote
-	local  *webrtc.TrackLocalStaticRTP
-	kind   webrtc.RTPCodecType
+// historySize is how many of a track's latest packets the SFU keeps to
+// answer retransmission requests (NACKs). A power of two that divides
+// 65536, so that a sequence number maps to one slot.
+const historySize = 512
 
-	senders     map[*peer]*webrtc.RTPSender // guarded by room.mu
-	subscribers atomic.Int32                // len(senders)
-	lastPLI     atomic.Int64                // unix nanoseconds
+// A forwarder copies one published track to every other device in the
+// room. It is the webrtc.TrackLocal that each subscriber's RTPSender
+// binds, with one binding per subscriber that has negotiated the track.
+//
+// The forwarding path (run, forward) parses each packet's header once,
+// into a header it reuses, and hands pion the header and the payload as
+// received for each binding, with only the SSRC and the payload type
+// changed; sequence numbers, timestamps, header extensions and payloads
+// pass unchanged. It takes no lock for the bindings (a copy-on-write
+// slice) and allocates nothing.
+//
+// NACKs are answered here, from one history per track, instead of by
+// pion's NACK responder, which would copy every packet once per
+// subscriber: Bind gives pion the codec without plain "nack" feedback,
+// which keeps the responder off these streams, while the SDP still offers
+// "nack" so that subscribers ask.
+type forwarder struct {
+	room     *room
+	from     *peer
+	remote   *webrtc.TrackRemote
+	kind     webrtc.RTPCodecType
+	codec    webrtc.RTPCodecCapability
+	id       string
+	streamID string
+
+	senders map[*peer]*webrtc.RTPSender // guarded by room.mu
+	lastPLI atomic.Int64                // unix nanoseconds
+	resent  atomic.Uint64               // packets sent again on a NACK
+
+	bindMu   sync.Mutex                // serialises Bind and Unbind
+	bindings atomic.Pointer[[]binding] // replaced, never changed in place
+
+	hist history
+
+	hdr rtp.Header // forward's, reused for every packet
+}
+
+// A binding is one subscriber's RTPSender bound to a forwarder.
+type binding struct {
+	id   string // the TrackLocalContext's
+	ssrc uint32
+	pt   uint8
+	w    webrtc.TrackLocalWriter
+}
+
+// ID, RID, StreamID, Kind, Bind and Unbind make a forwarder a
+// webrtc.TrackLocal.
+func (f *forwarder) ID() string                { return f.id }
+func (f *forwarder) RID() string               { return "" }
+func (f *forwarder) StreamID() string          { return f.streamID }
+func (f *forwarder) Kind() webrtc.RTPCodecType { return f.kind }
+
+// Bind adds a subscriber's binding once its RTPSender is negotiated. The
+// codec it returns lacks plain "nack" feedback, so pion's NACK responder
+// leaves the stream to the forwarder (see [forwarder]).
+func (f *forwarder) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	var codec webrtc.RTPCodecParameters
+	found := false
+	for _, c := range ctx.CodecParameters() {
+		if strings.EqualFold(c.MimeType, f.codec.MimeType) && c.ClockRate == f.codec.ClockRate {
+			codec, found = c, true
+			break
+		}
+	}
+	if !found {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	var fb []webrtc.RTCPFeedback
+	for _, x := range codec.RTCPFeedback {
+		if x.Type != webrtc.TypeRTCPFBNACK || x.Parameter != "" {
+			fb = append(fb, x)
+		}
+	}
+	codec.RTCPFeedback = fb
+
+	f.bindMu.Lock()
+	defer f.bindMu.Unlock()
+	var old []binding
+	if p := f.bindings.Load(); p != nil {
+		old = *p
+	}
+	bs := make([]binding, len(old), len(old)+1)
+	copy(bs, old)
+	bs = append(bs, binding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), w: ctx.WriteStream()})
+	f.bindings.Store(&bs)
+	return codec, nil
+}
+
+// Unbind removes a subscriber's binding when its RTPSender stops.
+func (f *forwarder) Unbind(ctx webrtc.TrackLocalContext) error {
+	f.bindMu.Lock()
+	defer f.bindMu.Unlock()
+	p := f.bindings.Load()
+	if p == nil {
+		return webrtc.ErrUnbindFailed
+	}
+	old := *p
+	for i := range old {
+		if old[i].id == ctx.ID() {
+			bs := make([]binding, 0, len(old)-1)
+			bs = append(bs, old[:i]...)
+			bs = append(bs, old[i+1:]...)
+			f.bindings.Store(&bs)
+			return nil
+		}
+	}
+	return webrtc.ErrUnbindFailed
 }
 
 // subscribeLocked adds f's track to q's PeerConnection. room.mu is held;
 // the caller renegotiates with q afterwards.
 func (f *forwarder) subscribeLocked(q *peer) error {
-	s, err := q.pc.AddTransceiverFromTrack(f.local, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	s, err := q.pc.AddTransceiverFromTrack(f, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		return err
 	}
 	f.senders[q] = s.Sender()
-	f.subscribers.Store(int32(len(f.senders)))
 	go f.readRTCP(s.Sender())
 	return nil
 }
@@ -249,44 +344,138 @@ func (f *forwarder) subscribeLocked(q *peer) error {
 // run forwards the track's packets until the publisher's PeerConnection
 // closes. The payloads are SFrame ciphertext, which the SFU cannot read.
 func (f *forwarder) run() {
-	hook := f.room.sfu.opts.TestHookForward
-	stats := &f.room.sfu.stats
 	buf := make([]byte, receiveMTU)
-	var pkt rtp.Packet
 	for {
 		n, _, err := f.remote.Read(buf)
 		if err != nil {
 			return
 		}
-		if pkt.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		stats.packetsIn.Add(1)
-		if hook != nil {
-			hook(Forwarded{GroupID: []byte(f.room.key.group), CallID: f.room.key.call, From: f.from.device, Kind: f.kind, Payload: pkt.Payload})
-		}
-		// A write fails only for subscribers that are going away.
-		_ = f.local.WriteRTP(&pkt)
-		stats.packetsOut.Add(uint64(f.subscribers.Load()))
+		f.forward(buf[:n])
 	}
 }
 
-// readRTCP reads a subscriber's RTCP for f's track, which also lets the
-// NACK responder see retransmission requests, and passes keyframe
-// requests on to the publisher.
+// forward sends one RTP packet from the publisher to every subscriber,
+// and keeps it for retransmissions. Only run calls it.
+func (f *forwarder) forward(pkt []byte) {
+	h := &f.hdr
+	n, err := h.Unmarshal(pkt)
+	if err != nil {
+		return
+	}
+	payload := pkt[n:]
+	s := f.room.sfu
+	s.stats.packetsIn.Add(1)
+	if hook := s.opts.TestHookForward; hook != nil {
+		hook(Forwarded{GroupID: []byte(f.room.key.group), CallID: f.room.key.call, From: f.from.device, Kind: f.kind, Payload: payload})
+	}
+	f.hist.put(h.SequenceNumber, pkt)
+	p := f.bindings.Load()
+	if p == nil {
+		return
+	}
+	for i := range *p {
+		b := &(*p)[i]
+		h.SSRC, h.PayloadType = b.ssrc, b.pt
+		// A write fails only for subscribers that are going away.
+		_, _ = b.w.WriteRTP(h, payload)
+	}
+	s.stats.packetsOut.Add(uint64(len(*p)))
+}
+
+// readRTCP reads a subscriber's RTCP for f's track: it answers NACKs from
+// the track's history and passes keyframe requests on to the publisher.
 func (f *forwarder) readRTCP(s *webrtc.RTPSender) {
+	var r resender
 	for {
 		pkts, _, err := s.ReadRTCP()
 		if err != nil {
 			return
 		}
 		for _, pk := range pkts {
-			switch pk.(type) {
+			switch pk := pk.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				f.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				f.resend(&r, pk)
 			}
 		}
 	}
+}
+
+// A resender is one readRTCP loop's scratch space for retransmissions.
+type resender struct {
+	buf []byte
+	hdr rtp.Header
+}
+
+// resend sends a subscriber again the packets it lost that the history
+// still holds.
+func (f *forwarder) resend(r *resender, nack *rtcp.TransportLayerNack) {
+	var b *binding
+	if p := f.bindings.Load(); p != nil {
+		for i := range *p {
+			if (*p)[i].ssrc == nack.MediaSSRC {
+				b = &(*p)[i]
+				break
+			}
+		}
+	}
+	if b == nil {
+		return
+	}
+	for _, pair := range nack.Nacks {
+		pair.Range(func(seq uint16) bool {
+			var ok bool
+			r.buf, ok = f.hist.get(seq, r.buf)
+			if !ok {
+				return true
+			}
+			n, err := r.hdr.Unmarshal(r.buf)
+			if err != nil {
+				return true
+			}
+			r.hdr.SSRC, r.hdr.PayloadType = b.ssrc, b.pt
+			if _, err := b.w.WriteRTP(&r.hdr, r.buf[n:]); err != nil {
+				return false
+			}
+			f.resent.Add(1)
+			return true
+		})
+	}
+}
+
+// A history holds a track's latest packets, as received, by sequence
+// number. Each slot's buffer is reused once it has grown to its packets'
+// size.
+type history struct {
+	mu    sync.Mutex
+	slots [historySize]slot
+}
+
+type slot struct {
+	seq  uint16
+	full bool
+	data []byte
+}
+
+func (h *history) put(seq uint16, pkt []byte) {
+	h.mu.Lock()
+	s := &h.slots[seq%historySize]
+	s.seq, s.full = seq, true
+	s.data = append(s.data[:0], pkt...)
+	h.mu.Unlock()
+}
+
+// get appends the packet with sequence number seq to dst[:0], if the
+// history holds it.
+func (h *history) get(seq uint16, dst []byte) ([]byte, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := &h.slots[seq%historySize]
+	if !s.full || s.seq != seq {
+		return dst, false
+	}
+	return append(dst[:0], s.data...), true
 }
 
 // requestKeyframe sends the publisher a PLI for a video track, at most
