@@ -108,6 +108,13 @@ func (s *Server) add(h any) uint32 {
 	return s.next
 }
 
+// register stores h under s.mu and returns its handle.
+func (s *Server) register(h any) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.add(h)
+}
+
 // lookup returns the handle id as a T. The caller holds s.mu.
 func lookup[T any](s *Server, id uint32, what string) (T, error) {
 	h, ok := s.handles[id].(T)
@@ -115,6 +122,24 @@ func lookup[T any](s *Server, id uint32, what string) (T, error) {
 		return h, status.Errorf(codes.NotFound, "no %s with id %d", what, id)
 	}
 	return h, nil
+}
+
+// with runs f on the handle id as a T, holding s.mu; what names a T in
+// the NotFound error when there is no such handle.
+func with[T, R any](s *Server, id uint32, what string, f func(T) (R, error)) (R, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := lookup[T](s, id, what)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	return f(h)
+}
+
+// onState runs f on the group state id, holding s.mu.
+func onState[R any](s *Server, id uint32, f func(*member) (R, error)) (R, error) {
+	return with(s, id, "state", f)
 }
 
 // errStatus turns an error of the mls package into a gRPC status: a
@@ -170,6 +195,31 @@ func marshal(m *mls.MLSMessage) ([]byte, error) {
 	return data, nil
 }
 
+// encoded encodes the message an mls call made, or turns its error into a
+// status.
+func encoded(m *mls.MLSMessage, err error) ([]byte, error) {
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return marshal(m)
+}
+
+// generateKey makes a signature key of suite cs.
+func generateKey(cs mls.CipherSuite) (*mls.SignatureKey, error) {
+	key, err := mls.GenerateSignatureKey(cs)
+	return key, errStatus(err)
+}
+
+// newSignatureKey makes a signature key of a cipher suite number from the
+// wire.
+func newSignatureKey(suite uint32) (*mls.SignatureKey, error) {
+	cs, err := cipherSuite(suite)
+	if err != nil {
+		return nil, err
+	}
+	return generateKey(cs)
+}
+
 func keyPackageMessage(kp *mls.KeyPackage) ([]byte, error) {
 	return marshal(&mls.MLSMessage{WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp})
 }
@@ -180,6 +230,28 @@ func parseKeyPackage(data []byte) (*mls.KeyPackage, error) {
 		return nil, err
 	}
 	return m.KeyPackage, nil
+}
+
+func parseWelcome(data []byte) (*mls.Welcome, error) {
+	m, err := parse(data, mls.WireFormatWelcome, "welcome")
+	if err != nil {
+		return nil, err
+	}
+	return m.Welcome, nil
+}
+
+// openGroupInfo parses a GroupInfo message and opens it with the ratchet
+// tree, if not nil.
+func openGroupInfo(data, tree []byte) (*mls.MLSMessage, *mls.PublicGroup, error) {
+	gim, err := parse(data, mls.WireFormatGroupInfo, "group info")
+	if err != nil {
+		return nil, nil, err
+	}
+	pg, err := mls.OpenGroupInfo(gim, tree)
+	if err != nil {
+		return nil, nil, errStatus(err)
+	}
+	return gim, pg, nil
 }
 
 // optional turns an empty byte string from the wire into nil: proto3 does
@@ -290,13 +362,9 @@ func (s *Server) SupportedCiphersuites(context.Context, *pb.SupportedCiphersuite
 
 // CreateGroup creates a group with a new client as its only member.
 func (s *Server) CreateGroup(_ context.Context, req *pb.CreateGroupRequest) (*pb.CreateGroupResponse, error) {
-	cs, err := cipherSuite(req.GetCipherSuite())
+	key, err := newSignatureKey(req.GetCipherSuite())
 	if err != nil {
 		return nil, err
-	}
-	key, err := mls.GenerateSignatureKey(cs)
-	if err != nil {
-		return nil, errStatus(err)
 	}
 	c := newClient(req.GetIdentity())
 	g, err := mls.CreateGroup(key, c.credential(), mls.CreateGroupOptions{
@@ -306,9 +374,7 @@ func (s *Server) CreateGroup(_ context.Context, req *pb.CreateGroupRequest) (*pb
 	if err != nil {
 		return nil, errStatus(err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &pb.CreateGroupResponse{StateId: s.add(newMember(c, key, g, req.GetEncryptHandshake()))}, nil
+	return &pb.CreateGroupResponse{StateId: s.register(newMember(c, key, g, req.GetEncryptHandshake()))}, nil
 }
 
 // CreateKeyPackage creates a new client and a KeyPackage for it. The
@@ -326,15 +392,13 @@ func (s *Server) CreateKeyPackage(_ context.Context, req *pb.CreateKeyPackageReq
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &pb.CreateKeyPackageResponse{TransactionId: s.add(j), KeyPackage: data}, nil
+	return &pb.CreateKeyPackageResponse{TransactionId: s.register(j), KeyPackage: data}, nil
 }
 
 func newJoiner(c *client, cs mls.CipherSuite) (*joiner, error) {
-	key, err := mls.GenerateSignatureKey(cs)
+	key, err := generateKey(cs)
 	if err != nil {
-		return nil, errStatus(err)
+		return nil, err
 	}
 	kp, err := mls.NewKeyPackage(key, mls.KeyPackageOptions{Credential: c.credential()})
 	if err != nil {
@@ -343,41 +407,46 @@ func newJoiner(c *client, cs mls.CipherSuite) (*joiner, error) {
 	return &joiner{client: c, key: key, kp: kp}, nil
 }
 
+// joinFunc joins a group from a Welcome: mls.Join, or a group's
+// JoinReInit or JoinBranch.
+type joinFunc func(*mls.Welcome, *mls.KeyPackagePrivate, mls.JoinOptions) (*mls.Group, error)
+
+// join joins a group from a Welcome as j, with the ratchet tree if the
+// Welcome has none. On success the handle used, whose KeyPackage the
+// Welcome consumed, is dropped, the KeyPackage's private keys are wiped,
+// and the new state is stored; join returns its handle and epoch
+// authenticator. The caller holds s.mu.
+func (s *Server) join(joinFn joinFunc, w *mls.Welcome, tree []byte, j joiner, encrypt bool, used uint32) (uint32, []byte, error) {
+	g, err := joinFn(w, j.kp, mls.JoinOptions{RatchetTree: optional(tree), Config: j.client.config(encrypt)})
+	if err != nil {
+		return 0, nil, errStatus(err)
+	}
+	delete(s.handles, used)
+	j.kp.Wipe()
+	return s.add(newMember(j.client, j.key, g, encrypt)), g.EpochAuthenticator(), nil
+}
+
 // JoinGroup joins a group from a Welcome for a transaction's KeyPackage.
 func (s *Server) JoinGroup(_ context.Context, req *pb.JoinGroupRequest) (*pb.JoinGroupResponse, error) {
-	w, err := parse(req.GetWelcome(), mls.WireFormatWelcome, "welcome")
+	w, err := parseWelcome(req.GetWelcome())
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j, err := lookup[*joiner](s, req.GetTransactionId(), "transaction")
-	if err != nil {
-		return nil, err
-	}
-	g, err := mls.Join(w.Welcome, j.kp, mls.JoinOptions{
-		RatchetTree: optional(req.GetRatchetTree()),
-		Config:      j.client.config(req.GetEncryptHandshake()),
+	return with(s, req.GetTransactionId(), "transaction", func(j *joiner) (*pb.JoinGroupResponse, error) {
+		id, auth, err := s.join(mls.Join, w, req.GetRatchetTree(), *j, req.GetEncryptHandshake(), req.GetTransactionId())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: auth}, nil
 	})
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	delete(s.handles, req.GetTransactionId())
-	j.kp.Wipe()
-	id := s.add(newMember(j.client, j.key, g, req.GetEncryptHandshake()))
-	return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
 }
 
 // ExternalJoin joins a group by external commit as a new client.
 func (s *Server) ExternalJoin(_ context.Context, req *pb.ExternalJoinRequest) (*pb.ExternalJoinResponse, error) {
-	gim, err := parse(req.GetGroupInfo(), mls.WireFormatGroupInfo, "group info")
+	tree := optional(req.GetRatchetTree())
+	gim, pg, err := openGroupInfo(req.GetGroupInfo(), tree)
 	if err != nil {
 		return nil, err
-	}
-	tree := optional(req.GetRatchetTree())
-	pg, err := mls.OpenGroupInfo(gim, tree)
-	if err != nil {
-		return nil, errStatus(err)
 	}
 	c := newClient(req.GetIdentity())
 	opts := mls.ExternalJoinOptions{RatchetTree: tree, Config: c.config(req.GetEncryptHandshake())}
@@ -392,9 +461,9 @@ func (s *Server) ExternalJoin(_ context.Context, req *pb.ExternalJoinRequest) (*
 			opts.RemoveOld = &i
 		}
 	}
-	key, err := mls.GenerateSignatureKey(pg.CipherSuite())
+	key, err := generateKey(pg.CipherSuite())
 	if err != nil {
-		return nil, errStatus(err)
+		return nil, err
 	}
 	g, commit, err := mls.ExternalJoin(gim, key, c.credential(), opts)
 	if err != nil {
@@ -404,10 +473,8 @@ func (s *Server) ExternalJoin(_ context.Context, req *pb.ExternalJoinRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := s.add(newMember(c, key, g, req.GetEncryptHandshake()))
-	return &pb.ExternalJoinResponse{StateId: id, Commit: data, EpochAuthenticator: g.EpochAuthenticator()}, nil
+	auth := g.EpochAuthenticator()
+	return &pb.ExternalJoinResponse{StateId: s.register(newMember(c, key, g, req.GetEncryptHandshake())), Commit: data, EpochAuthenticator: auth}, nil
 }
 
 // --- Operations using a group state ---
@@ -415,40 +482,28 @@ func (s *Server) ExternalJoin(_ context.Context, req *pb.ExternalJoinRequest) (*
 // GroupInfo returns a signed GroupInfo of the current epoch, with the
 // ratchet tree inline or, if external_tree is set, separately.
 func (s *Server) GroupInfo(_ context.Context, req *pb.GroupInfoRequest) (*pb.GroupInfoResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	gi, err := m.group.GroupInfo(!req.GetExternalTree())
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	data, err := marshal(gi)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.GroupInfoResponse{GroupInfo: data}
-	if req.GetExternalTree() {
-		resp.RatchetTree = m.group.RatchetTree()
-	}
-	return resp, nil
+	return onState(s, req.GetStateId(), func(m *member) (*pb.GroupInfoResponse, error) {
+		data, err := encoded(m.group.GroupInfo(!req.GetExternalTree()))
+		if err != nil {
+			return nil, err
+		}
+		resp := &pb.GroupInfoResponse{GroupInfo: data}
+		if req.GetExternalTree() {
+			resp.RatchetTree = m.group.RatchetTree()
+		}
+		return resp, nil
+	})
 }
 
 // StateAuth returns the epoch authenticator (§8.7).
 func (s *Server) StateAuth(_ context.Context, req *pb.StateAuthRequest) (*pb.StateAuthResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	auth := m.group.EpochAuthenticator()
-	if auth == nil {
-		return nil, status.Error(codes.FailedPrecondition, "no longer a member of the group")
-	}
-	return &pb.StateAuthResponse{StateAuthSecret: auth}, nil
+	return onState(s, req.GetStateId(), func(m *member) (*pb.StateAuthResponse, error) {
+		auth := m.group.EpochAuthenticator()
+		if auth == nil {
+			return nil, status.Error(codes.FailedPrecondition, "no longer a member of the group")
+		}
+		return &pb.StateAuthResponse{StateAuthSecret: auth}, nil
+	})
 }
 
 // maxExportLength is the largest length ExpandWithLabel can encode.
@@ -459,36 +514,24 @@ func (s *Server) Export(_ context.Context, req *pb.ExportRequest) (*pb.ExportRes
 	if req.GetKeyLength() > maxExportLength {
 		return nil, invalid("key length %d exceeds %d", req.GetKeyLength(), maxExportLength)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	out, err := m.group.Export(req.GetLabel(), req.GetContext(), int(req.GetKeyLength()))
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	return &pb.ExportResponse{ExportedSecret: out}, nil
+	return onState(s, req.GetStateId(), func(m *member) (*pb.ExportResponse, error) {
+		out, err := m.group.Export(req.GetLabel(), req.GetContext(), int(req.GetKeyLength()))
+		if err != nil {
+			return nil, errStatus(err)
+		}
+		return &pb.ExportResponse{ExportedSecret: out}, nil
+	})
 }
 
 // Protect encrypts application data as a PrivateMessage.
 func (s *Server) Protect(_ context.Context, req *pb.ProtectRequest) (*pb.ProtectResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	ct, err := m.group.Encrypt(req.GetPlaintext(), req.GetAuthenticatedData())
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	data, err := marshal(ct)
-	if err != nil {
-		return nil, err
-	}
-	return &pb.ProtectResponse{Ciphertext: data}, nil
+	return onState(s, req.GetStateId(), func(m *member) (*pb.ProtectResponse, error) {
+		data, err := encoded(m.group.Encrypt(req.GetPlaintext(), req.GetAuthenticatedData()))
+		if err != nil {
+			return nil, err
+		}
+		return &pb.ProtectResponse{Ciphertext: data}, nil
+	})
 }
 
 // Unprotect decrypts an application message of this epoch or a retained
@@ -498,21 +541,17 @@ func (s *Server) Unprotect(_ context.Context, req *pb.UnprotectRequest) (*pb.Unp
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	ev, err := m.group.Process(msg)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	am, ok := ev.(*mls.ApplicationMessage)
-	if !ok {
-		return nil, invalid("not an application message")
-	}
-	return &pb.UnprotectResponse{AuthenticatedData: am.AuthenticatedData, Plaintext: am.Data}, nil
+	return onState(s, req.GetStateId(), func(m *member) (*pb.UnprotectResponse, error) {
+		ev, err := m.group.Process(msg)
+		if err != nil {
+			return nil, errStatus(err)
+		}
+		am, ok := ev.(*mls.ApplicationMessage)
+		if !ok {
+			return nil, invalid("not an application message")
+		}
+		return &pb.UnprotectResponse{AuthenticatedData: am.AuthenticatedData, Plaintext: am.Data}, nil
+	})
 }
 
 // StorePSK installs an external PSK for the client behind a state,
@@ -538,22 +577,14 @@ func (s *Server) StorePSK(_ context.Context, req *pb.StorePSKRequest) (*pb.Store
 // propose runs one of a member's Propose methods and remembers the
 // proposal as its own.
 func (s *Server) propose(id uint32, build func(*member) (*mls.MLSMessage, error)) (*pb.ProposalResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, id, "state")
-	if err != nil {
-		return nil, err
-	}
-	msg, err := build(m)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	data, err := marshal(msg)
-	if err != nil {
-		return nil, err
-	}
-	m.own[string(data)] = true
-	return &pb.ProposalResponse{Proposal: data}, nil
+	return onState(s, id, func(m *member) (*pb.ProposalResponse, error) {
+		data, err := encoded(build(m))
+		if err != nil {
+			return nil, err
+		}
+		m.own[string(data)] = true
+		return &pb.ProposalResponse{Proposal: data}, nil
+	})
 }
 
 // AddProposal proposes to add the client of a KeyPackage.
@@ -643,46 +674,41 @@ func (m *member) receiveProposals(raw [][]byte) error {
 // Commit commits the proposals given by reference (after processing
 // them), those we sent this epoch, and those described by value.
 func (s *Server) Commit(_ context.Context, req *pb.CommitRequest) (*pb.CommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	if m.group.HasPendingCommit() {
-		return nil, status.Error(codes.FailedPrecondition, "a commit is already pending")
-	}
-	if err := m.receiveProposals(req.GetByReference()); err != nil {
-		return nil, err
-	}
-	v := groupView{suite: m.group.CipherSuite(), groupID: m.group.GroupID(), members: m.group.Members()}
-	props := make([]*mls.Proposal, 0, len(req.GetByValue()))
-	for _, d := range req.GetByValue() {
-		p, err := proposal(d, v)
-		if err != nil {
+	return onState(s, req.GetStateId(), func(m *member) (*pb.CommitResponse, error) {
+		if m.group.HasPendingCommit() {
+			return nil, status.Error(codes.FailedPrecondition, "a commit is already pending")
+		}
+		if err := m.receiveProposals(req.GetByReference()); err != nil {
 			return nil, err
 		}
-		props = append(props, p)
-	}
-	res, err := m.group.CommitInline(mls.CommitOptions{ForcePath: req.GetForcePath(), InlineTree: !req.GetExternalTree()}, props...)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	commit, err := marshal(res.Commit)
-	if err != nil {
-		m.group.DiscardPendingCommit()
-		return nil, err
-	}
-	welcome, err := marshal(res.Welcome)
-	if err != nil {
-		m.group.DiscardPendingCommit()
-		return nil, err
-	}
-	resp := &pb.CommitResponse{Commit: commit, Welcome: welcome}
-	if req.GetExternalTree() {
-		resp.RatchetTree = res.Staged.RatchetTree()
-	}
-	return resp, nil
+		v := groupView{suite: m.group.CipherSuite(), groupID: m.group.GroupID(), members: m.group.Members()}
+		props := make([]*mls.Proposal, 0, len(req.GetByValue()))
+		for _, d := range req.GetByValue() {
+			p, err := proposal(d, v)
+			if err != nil {
+				return nil, err
+			}
+			props = append(props, p)
+		}
+		res, err := m.group.CommitInline(mls.CommitOptions{ForcePath: req.GetForcePath(), InlineTree: !req.GetExternalTree()}, props...)
+		if err != nil {
+			return nil, errStatus(err)
+		}
+		commit, err := marshal(res.Commit)
+		var welcome []byte
+		if err == nil {
+			welcome, err = marshal(res.Welcome)
+		}
+		if err != nil {
+			m.group.DiscardPendingCommit()
+			return nil, err
+		}
+		resp := &pb.CommitResponse{Commit: commit, Welcome: welcome}
+		if req.GetExternalTree() {
+			resp.RatchetTree = res.Staged.RatchetTree()
+		}
+		return resp, nil
+	})
 }
 
 // ReInitCommit commits a ReInit proposal given by reference.
@@ -693,41 +719,42 @@ func (s *Server) ReInitCommit(ctx context.Context, req *pb.CommitRequest) (*pb.C
 // HandleCommit processes the proposals a commit includes by reference and
 // the commit, and enters the new epoch.
 func (s *Server) HandleCommit(_ context.Context, req *pb.HandleCommitRequest) (*pb.HandleCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.handleCommit(req)
-	if err != nil {
-		return nil, err
-	}
-	return &pb.HandleCommitResponse{StateId: req.GetStateId(), EpochAuthenticator: m.group.EpochAuthenticator()}, nil
+	return s.applyCommit(req.GetStateId(), func(m *member) error { return m.handleCommit(req) })
 }
 
-// handleCommit is HandleCommit. The caller holds s.mu.
-func (s *Server) handleCommit(req *pb.HandleCommitRequest) (*member, error) {
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
+// applyCommit runs apply (handleCommit or mergePending) on the state id
+// and answers with the new epoch's authenticator.
+func (s *Server) applyCommit(id uint32, apply func(*member) error) (*pb.HandleCommitResponse, error) {
+	return onState(s, id, func(m *member) (*pb.HandleCommitResponse, error) {
+		if err := apply(m); err != nil {
+			return nil, err
+		}
+		return &pb.HandleCommitResponse{StateId: id, EpochAuthenticator: m.group.EpochAuthenticator()}, nil
+	})
+}
+
+// handleCommit is HandleCommit on m. The caller holds s.mu.
+func (m *member) handleCommit(req *pb.HandleCommitRequest) error {
 	commit, err := mls.UnmarshalMLSMessage(req.GetCommit())
 	if err != nil {
-		return nil, invalid("commit: %v", err)
+		return invalid("commit: %v", err)
 	}
 	if err := m.receiveProposals(req.GetProposal()); err != nil {
-		return nil, err
+		return err
 	}
 	ev, err := m.group.Process(commit)
 	if err != nil {
-		return nil, errStatus(err)
+		return errStatus(err)
 	}
 	sc, ok := ev.(*mls.StagedCommit)
 	if !ok {
-		return nil, invalid("not a commit")
+		return invalid("not a commit")
 	}
 	if err := m.group.Merge(sc); err != nil {
-		return nil, errStatus(err)
+		return errStatus(err)
 	}
 	m.newEpoch()
-	return m, nil
+	return nil
 }
 
 // newEpoch forgets the proposals of the epoch that ended.
@@ -735,29 +762,19 @@ func (m *member) newEpoch() { clear(m.own) }
 
 // HandlePendingCommit applies the commit we sent last.
 func (s *Server) HandlePendingCommit(_ context.Context, req *pb.HandlePendingCommitRequest) (*pb.HandleCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.mergePending(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	return &pb.HandleCommitResponse{StateId: req.GetStateId(), EpochAuthenticator: m.group.EpochAuthenticator()}, nil
+	return s.applyCommit(req.GetStateId(), (*member).mergePending)
 }
 
-// mergePending is HandlePendingCommit. The caller holds s.mu.
-func (s *Server) mergePending(id uint32) (*member, error) {
-	m, err := lookup[*member](s, id, "state")
-	if err != nil {
-		return nil, err
-	}
+// mergePending is HandlePendingCommit on m. The caller holds s.mu.
+func (m *member) mergePending() error {
 	if !m.group.HasPendingCommit() {
-		return nil, status.Error(codes.FailedPrecondition, "no pending commit")
+		return status.Error(codes.FailedPrecondition, "no pending commit")
 	}
 	if err := m.group.MergePendingCommit(); err != nil {
-		return nil, errStatus(err)
+		return errStatus(err)
 	}
 	m.newEpoch()
-	return m, nil
+	return nil
 }
 
 // --- Reinitialisation ---
@@ -765,25 +782,24 @@ func (s *Server) mergePending(id uint32) (*member, error) {
 // HandlePendingReInitCommit applies our commit of a ReInit and prepares
 // a KeyPackage for the new group.
 func (s *Server) HandlePendingReInitCommit(_ context.Context, req *pb.HandlePendingCommitRequest) (*pb.HandleReInitCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.mergePending(req.GetStateId())
-	if err != nil {
-		return nil, err
-	}
-	return s.startReInit(m)
+	return s.applyReInitCommit(req.GetStateId(), (*member).mergePending)
 }
 
 // HandleReInitCommit applies a commit of a ReInit and prepares a
 // KeyPackage for the new group.
 func (s *Server) HandleReInitCommit(_ context.Context, req *pb.HandleCommitRequest) (*pb.HandleReInitCommitResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.handleCommit(req)
-	if err != nil {
-		return nil, err
-	}
-	return s.startReInit(m)
+	return s.applyReInitCommit(req.GetStateId(), func(m *member) error { return m.handleCommit(req) })
+}
+
+// applyReInitCommit runs apply (handleCommit or mergePending) on the
+// state id, then startReInit.
+func (s *Server) applyReInitCommit(id uint32, apply func(*member) error) (*pb.HandleReInitCommitResponse, error) {
+	return onState(s, id, func(m *member) (*pb.HandleReInitCommitResponse, error) {
+		if err := apply(m); err != nil {
+			return nil, err
+		}
+		return s.startReInit(m)
+	})
 }
 
 // startReInit makes the signature key (a new one if the cipher suite
@@ -797,8 +813,8 @@ func (s *Server) startReInit(m *member) (*pb.HandleReInitCommitResponse, error) 
 	key := m.key
 	if r.CipherSuite != key.CipherSuite() {
 		var err error
-		if key, err = mls.GenerateSignatureKey(r.CipherSuite); err != nil {
-			return nil, errStatus(err)
+		if key, err = generateKey(r.CipherSuite); err != nil {
+			return nil, err
 		}
 	}
 	kp, err := mls.NewKeyPackage(key, mls.KeyPackageOptions{Credential: m.client.credential()})
@@ -820,20 +836,16 @@ func (s *Server) ReInitWelcome(_ context.Context, req *pb.ReInitWelcomeRequest) 
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := lookup[*reinit](s, req.GetReinitId(), "reinit")
-	if err != nil {
-		return nil, err
-	}
-	o := mls.ResumeOptions{ForcePath: req.GetForcePath(), InlineTree: !req.GetExternalTree(), Config: r.old.client.config(r.old.encrypt)}
-	g, w, err := r.old.group.ReInitGroup(r.key, kps, o)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	delete(s.handles, req.GetReinitId())
-	r.kp.Wipe()
-	return s.subgroup(newMember(r.old.client, r.key, g, r.old.encrypt), w, req.GetExternalTree())
+	return with(s, req.GetReinitId(), "reinit", func(r *reinit) (*pb.CreateSubgroupResponse, error) {
+		o := mls.ResumeOptions{ForcePath: req.GetForcePath(), InlineTree: !req.GetExternalTree(), Config: r.old.client.config(r.old.encrypt)}
+		g, w, err := r.old.group.ReInitGroup(r.key, kps, o)
+		if err != nil {
+			return nil, errStatus(err)
+		}
+		delete(s.handles, req.GetReinitId())
+		r.kp.Wipe()
+		return s.subgroup(newMember(r.old.client, r.key, g, r.old.encrypt), w, req.GetExternalTree())
+	})
 }
 
 // subgroup registers the first member of a new group and describes it.
@@ -863,27 +875,18 @@ func keyPackages(raw [][]byte) ([]*mls.KeyPackage, error) {
 
 // HandleReInitWelcome joins the group replacing a re-initialised one.
 func (s *Server) HandleReInitWelcome(_ context.Context, req *pb.HandleReInitWelcomeRequest) (*pb.JoinGroupResponse, error) {
-	w, err := parse(req.GetWelcome(), mls.WireFormatWelcome, "welcome")
+	w, err := parseWelcome(req.GetWelcome())
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := lookup[*reinit](s, req.GetReinitId(), "reinit")
-	if err != nil {
-		return nil, err
-	}
-	g, err := r.old.group.JoinReInit(w.Welcome, r.kp, mls.JoinOptions{
-		RatchetTree: optional(req.GetRatchetTree()),
-		Config:      r.old.client.config(r.old.encrypt),
+	return with(s, req.GetReinitId(), "reinit", func(r *reinit) (*pb.JoinGroupResponse, error) {
+		j := joiner{client: r.old.client, key: r.key, kp: r.kp}
+		id, auth, err := s.join(r.old.group.JoinReInit, w, req.GetRatchetTree(), j, r.old.encrypt, req.GetReinitId())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: auth}, nil
 	})
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	delete(s.handles, req.GetReinitId())
-	r.kp.Wipe()
-	id := s.add(newMember(r.old.client, r.key, g, r.old.encrypt))
-	return &pb.JoinGroupResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
 }
 
 // --- Subgroup branching ---
@@ -898,48 +901,35 @@ func (s *Server) CreateBranch(_ context.Context, req *pb.CreateBranchRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	o := mls.ResumeOptions{ForcePath: req.GetForcePath(), InlineTree: !req.GetExternalTree(), Config: m.client.config(m.encrypt)}
-	g, w, err := m.group.Branch(bytes.Clone(req.GetGroupId()), exts, kps, o)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	return s.subgroup(newMember(m.client, m.key, g, m.encrypt), w, req.GetExternalTree())
+	return onState(s, req.GetStateId(), func(m *member) (*pb.CreateSubgroupResponse, error) {
+		o := mls.ResumeOptions{ForcePath: req.GetForcePath(), InlineTree: !req.GetExternalTree(), Config: m.client.config(m.encrypt)}
+		g, w, err := m.group.Branch(bytes.Clone(req.GetGroupId()), exts, kps, o)
+		if err != nil {
+			return nil, errStatus(err)
+		}
+		return s.subgroup(newMember(m.client, m.key, g, m.encrypt), w, req.GetExternalTree())
+	})
 }
 
 // HandleBranch joins a group branched from a member's group, with the
 // KeyPackage of a transaction.
 func (s *Server) HandleBranch(_ context.Context, req *pb.HandleBranchRequest) (*pb.HandleBranchResponse, error) {
-	w, err := parse(req.GetWelcome(), mls.WireFormatWelcome, "welcome")
+	w, err := parseWelcome(req.GetWelcome())
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := lookup[*member](s, req.GetStateId(), "state")
-	if err != nil {
-		return nil, err
-	}
-	j, err := lookup[*joiner](s, req.GetTransactionId(), "transaction")
-	if err != nil {
-		return nil, err
-	}
-	g, err := m.group.JoinBranch(w.Welcome, j.kp, mls.JoinOptions{
-		RatchetTree: optional(req.GetRatchetTree()),
-		Config:      m.client.config(m.encrypt),
+	return onState(s, req.GetStateId(), func(m *member) (*pb.HandleBranchResponse, error) {
+		tx, err := lookup[*joiner](s, req.GetTransactionId(), "transaction")
+		if err != nil {
+			return nil, err
+		}
+		j := joiner{client: m.client, key: tx.key, kp: tx.kp}
+		id, auth, err := s.join(m.group.JoinBranch, w, req.GetRatchetTree(), j, m.encrypt, req.GetTransactionId())
+		if err != nil {
+			return nil, err
+		}
+		return &pb.HandleBranchResponse{StateId: id, EpochAuthenticator: auth}, nil
 	})
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	delete(s.handles, req.GetTransactionId())
-	j.kp.Wipe()
-	id := s.add(newMember(m.client, j.key, g, m.encrypt))
-	return &pb.HandleBranchResponse{StateId: id, EpochAuthenticator: g.EpochAuthenticator()}, nil
 }
 
 // --- External proposals ---
@@ -947,50 +937,34 @@ func (s *Server) HandleBranch(_ context.Context, req *pb.HandleBranchRequest) (*
 // NewMemberAddProposal creates a new client and its proposal to add
 // itself to the group a GroupInfo describes (§12.1.8.2).
 func (s *Server) NewMemberAddProposal(_ context.Context, req *pb.NewMemberAddProposalRequest) (*pb.NewMemberAddProposalResponse, error) {
-	gim, err := parse(req.GetGroupInfo(), mls.WireFormatGroupInfo, "group info")
+	_, pg, err := openGroupInfo(req.GetGroupInfo(), nil)
 	if err != nil {
 		return nil, err
-	}
-	pg, err := mls.OpenGroupInfo(gim, nil)
-	if err != nil {
-		return nil, errStatus(err)
 	}
 	j, err := newJoiner(newClient(req.GetIdentity()), pg.CipherSuite())
 	if err != nil {
 		return nil, err
 	}
-	msg, err := pg.NewMemberProposal(j.kp)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	data, err := marshal(msg)
+	data, err := encoded(pg.NewMemberProposal(j.kp))
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &pb.NewMemberAddProposalResponse{TransactionId: s.add(j), Proposal: data}, nil
+	return &pb.NewMemberAddProposalResponse{TransactionId: s.register(j), Proposal: data}, nil
 }
 
 // CreateExternalSigner creates an external sender (§12.1.8.1) and returns
 // its ExternalSender entry.
 func (s *Server) CreateExternalSigner(_ context.Context, req *pb.CreateExternalSignerRequest) (*pb.CreateExternalSignerResponse, error) {
-	cs, err := cipherSuite(req.GetCipherSuite())
+	key, err := newSignatureKey(req.GetCipherSuite())
 	if err != nil {
 		return nil, err
-	}
-	key, err := mls.GenerateSignatureKey(cs)
-	if err != nil {
-		return nil, errStatus(err)
 	}
 	es := mls.ExternalSender{SignatureKey: key.Public(), Credential: mls.BasicCredential(bytes.Clone(req.GetIdentity()))}
 	data, err := es.Marshal()
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &pb.CreateExternalSignerResponse{SignerId: s.add(&signer{key: key}), ExternalSender: data}, nil
+	return &pb.CreateExternalSignerResponse{SignerId: s.register(&signer{key: key}), ExternalSender: data}, nil
 }
 
 // AddExternalSigner proposes GroupContext extensions that list one more
@@ -1014,13 +988,9 @@ func (s *Server) AddExternalSigner(_ context.Context, req *pb.AddExternalSignerR
 // its key in the group's external_senders extension; signer_index need not
 // be set.
 func (s *Server) ExternalSignerProposal(_ context.Context, req *pb.ExternalSignerProposalRequest) (*pb.ProposalResponse, error) {
-	gim, err := parse(req.GetGroupInfo(), mls.WireFormatGroupInfo, "group info")
+	_, pg, err := openGroupInfo(req.GetGroupInfo(), optional(req.GetRatchetTree()))
 	if err != nil {
 		return nil, err
-	}
-	pg, err := mls.OpenGroupInfo(gim, optional(req.GetRatchetTree()))
-	if err != nil {
-		return nil, errStatus(err)
 	}
 	if req.GetDescription() == nil {
 		return nil, invalid("missing proposal description")
@@ -1029,17 +999,11 @@ func (s *Server) ExternalSignerProposal(_ context.Context, req *pb.ExternalSigne
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	sg, err := lookup[*signer](s, req.GetSignerId(), "signer")
-	s.mu.Unlock()
+	key, err := with(s, req.GetSignerId(), "signer", func(sg *signer) (*mls.SignatureKey, error) { return sg.key, nil })
 	if err != nil {
 		return nil, err
 	}
-	msg, err := pg.ExternalProposal(sg.key, p)
-	if err != nil {
-		return nil, errStatus(err)
-	}
-	data, err := marshal(msg)
+	data, err := encoded(pg.ExternalProposal(key, p))
 	if err != nil {
 		return nil, err
 	}
@@ -1048,11 +1012,8 @@ func (s *Server) ExternalSignerProposal(_ context.Context, req *pb.ExternalSigne
 
 // Free forgets a state (or any other handle).
 func (s *Server) Free(_ context.Context, req *pb.FreeRequest) (*pb.FreeResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.handles[req.GetStateId()]; !ok {
-		return nil, status.Errorf(codes.NotFound, "no state with id %d", req.GetStateId())
-	}
-	delete(s.handles, req.GetStateId())
-	return &pb.FreeResponse{}, nil
+	return with(s, req.GetStateId(), "state", func(any) (*pb.FreeResponse, error) {
+		delete(s.handles, req.GetStateId())
+		return &pb.FreeResponse{}, nil
+	})
 }
