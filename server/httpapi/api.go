@@ -36,6 +36,7 @@ import (
 	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/server/auth"
 	"github.com/hush-chat/hush/server/blobs"
+	"github.com/hush-chat/hush/server/calls"
 	"github.com/hush-chat/hush/server/delivery"
 	"github.com/hush-chat/hush/server/keys"
 	"github.com/hush-chat/hush/server/metrics"
@@ -66,6 +67,8 @@ type Config struct {
 	Metrics   *metrics.Metrics
 	Logger    *slog.Logger
 	Limits    Limits
+	// Calls, if set, is the SFU that "call" frames go to (wscall.go).
+	Calls *calls.SFU
 }
 
 // API is the HTTP handler of the delivery service.

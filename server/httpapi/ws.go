@@ -4,42 +4,111 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
+	"github.com/hush-chat/hush/internal/netpoll"
 	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/server/calls"
 	"github.com/hush-chat/hush/server/delivery"
 	"github.com/hush-chat/hush/store"
 )
+
+// The push WebSocket holds no goroutine, no buffer and no timer while it is
+// idle, so that one node can hold a great many of them:
+//
+//   - reading: after the upgrade the connection is registered with the
+//     API's poller (package netpoll, one epoll instance and goroutine for
+//     all connections). When it is readable a short-lived worker reads one
+//     message, handles it, and re-arms the registration; so frames are
+//     handled one at a time, in order. Connections the poller cannot take
+//     (TLS, or systems without epoll) have a reading goroutine instead.
+//   - pushing: the delivery.Feed calls back when there is something to
+//     push; a short-lived worker then takes everything pending (Feed.Next)
+//     and writes it in one write: one batch frame for clients that asked
+//     for them (proto.WebSocketBatchQuery), else one frame per message.
+//   - timers: one sweep per API closes connections idle for idleTimeout;
+//     the Feeds' polls run on the delivery hub's wheel.
 
 const (
 	// idleTimeout closes a connection from which nothing (not even a ping
 	// frame) arrived for this long. Clients ping every 30 seconds.
 	idleTimeout = 90 * time.Second
+	// sweepInterval is how often idle connections are looked for.
+	sweepInterval = 15 * time.Second
 	// writeTimeout closes a connection that does not take a frame in this
 	// long: a slow consumer reconnects and catches up from the store.
 	writeTimeout = 10 * time.Second
 	// frameTimeout bounds the handling of one frame (a send waits for the
-	// store's commit).
+	// store's commit), and the reading of one that has begun to arrive.
 	frameTimeout = 30 * time.Second
+	// maxReaders bounds the messages being read and handled at once.
+	maxReaders = 1024
+	// statusTryAgainLater is the close code for a store that failed.
+	statusTryAgainLater ws.StatusCode = 1013
 )
 
-// session is one push WebSocket: a reader that handles the device's
-// frames in order, and a pusher that writes what the Feed returns.
+// live is what all WebSockets of the process share: the poller and the
+// idle sweep, which run only while there are connections.
+var live struct {
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	poller   *netpoll.Poller // nil where epoll is not available
+	stop     chan struct{}   // stops the sweep
+}
+
+// readers is the semaphore of maxReaders.
+var readers = make(chan struct{}, maxReaders)
+
+// session is one push WebSocket.
 type session struct {
-	api  *API
-	conn *websocket.Conn
-	dev  store.Device
-	feed *delivery.Feed
+	api    *API
+	conn   wsConn
+	r      io.Reader // conn, after bytes that arrived with the upgrade
+	dev    store.Device
+	feed   *delivery.Feed
+	batch  bool            // the client takes batch frames
+	poller *netpoll.Poller // the process's, when the session started
+	poll   *netpoll.Handle // nil with a reading goroutine
 
 	// mu is held while a frame is handled, so that goAway closes the
 	// connection between frames, never in the middle of a send.
 	mu      sync.Mutex
 	closing bool
+
+	wmu    sync.Mutex // serialises writes
+	closed atomic.Bool
+	once   sync.Once
+
+	pushes   atomic.Int32 // wake-ups not yet served; a push worker runs while > 0
+	lastRead atomic.Int64 // unix nanoseconds of the last frame read
+
+	// ctx ends with the session; call is its call signalling (wscall.go),
+	// nil without an SFU.
+	ctx    context.Context
+	cancel context.CancelFunc
+	call   *calls.Session
+}
+
+// wsConn is the connection as a session holds it.
+type wsConn struct {
+	net.Conn
+	s *session
+}
+
+// CloseNow ends the session at once (after an asynchronous write failed).
+func (c wsConn) CloseNow() error {
+	c.s.close(ws.StatusInternalServerError, "write failed")
+	return nil
 }
 
 func websocketProtocols(r *http.Request) []string {
@@ -52,56 +121,148 @@ func websocketProtocols(r *http.Request) []string {
 	return out
 }
 
+// sameOrigin refuses a browser's cross-origin upgrade (the Origin header,
+// when sent, must name this host).
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+var upgrader = ws.HTTPUpgrader{
+	Protocol: func(p string) bool { return p == proto.WebSocketProtocol },
+	Timeout:  writeTimeout,
+}
+
 func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Device) error {
-	feed, err := a.Delivery.Follow(r.Context(), dev.ID)
+	if !sameOrigin(r) {
+		return &proto.Error{Code: proto.CodeForbidden, Message: "cross-origin WebSocket refused"}
+	}
+	s := &session{api: a, dev: *dev, batch: r.URL.Query().Get("batch") == "1"}
+	s.pushes.Store(1) // held until the session is set up: wake-ups only count
+	feed, err := a.Delivery.Follow(r.Context(), dev.ID, s.wake)
 	if err != nil {
 		return err
 	}
-	defer feed.Close()
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{proto.WebSocketProtocol}})
+	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
-		return nil // Accept has answered the client
+		feed.Close()
+		if conn != nil {
+			conn.Close()
+		}
+		return nil // Upgrade has answered the client
 	}
-	conn.SetReadLimit(proto.MaxRequestBytes)
-	s := &session{api: a, conn: conn, dev: *dev, feed: feed}
+	if sw, ok := w.(*statusWriter); ok {
+		sw.status = http.StatusSwitchingProtocols
+	}
+	s.conn, s.r, s.feed = wsConn{conn, s}, conn, feed
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if n := rw.Reader.Buffered(); n > 0 {
+		// The client did not wait for the upgrade's answer.
+		early, _ := rw.Reader.Peek(n)
+		s.r = io.MultiReader(strings.NewReader(string(early)), conn)
+	}
+	s.lastRead.Store(time.Now().UnixNano())
 
-	a.sessionsMu.Lock()
-	if a.draining.Load() {
-		a.sessionsMu.Unlock()
-		conn.Close(websocket.StatusGoingAway, "server shutting down")
+	if !a.addSession(s) {
+		s.close(ws.StatusGoingAway, "server shutting down")
 		return nil
 	}
-	a.sessions[s] = struct{}{}
-	a.sessionsWG.Add(1)
-	a.sessionsMu.Unlock()
-	a.Metrics.WebSockets.Inc()
-	defer func() {
-		a.Metrics.WebSockets.Dec()
-		a.sessionsMu.Lock()
-		delete(a.sessions, s)
-		a.sessionsMu.Unlock()
-		a.sessionsWG.Done()
-	}()
-
 	if err := a.Store.TouchDevice(r.Context(), dev.ID, time.Now()); err != nil {
 		a.Logger.Warn("touch device", "device", dev.ID, "err", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := s.write(ctx, &proto.Frame{Type: proto.FrameHello, Hello: &proto.Hello{Version: proto.Version, DeviceID: dev.ID.String()}}); err != nil {
+	if err := s.writeFrame(&proto.Frame{Type: proto.FrameHello, Hello: &proto.Hello{Version: proto.Version, DeviceID: dev.ID.String()}}); err != nil {
 		return nil
 	}
-	pushed := make(chan struct{})
-	go func() {
-		defer close(pushed)
-		s.push(ctx)
-		cancel()
-	}()
-	s.read(ctx)
-	cancel()
-	<-pushed
-	conn.CloseNow()
+	s.call = s.callSession(s.ctx)
+	go s.drain() // the first push: everything pending
+
+	if sc, ok := conn.(syscall.Conn); ok && s.r == io.Reader(conn) && s.poller != nil {
+		if s.poll, err = s.poller.Add(sc, s.readable); err == nil {
+			return nil
+		}
+	}
+	go s.readLoop()
 	return nil
+}
+
+// addSession adds s to the API's sessions and to the live ones, starting
+// the poller and the idle sweep with the first. false while the API is
+// draining.
+func (a *API) addSession(s *session) bool {
+	a.sessionsMu.Lock()
+	defer a.sessionsMu.Unlock()
+	if a.draining.Load() {
+		return false
+	}
+	a.sessions[s] = struct{}{}
+	a.sessionsWG.Add(1)
+	a.Metrics.WebSockets.Inc()
+	live.mu.Lock()
+	if len(live.sessions) == 0 {
+		live.sessions = make(map[*session]struct{})
+		live.poller, _ = netpoll.New() // nil where unsupported: reading goroutines
+		live.stop = make(chan struct{})
+		go sweep(live.stop)
+	}
+	live.sessions[s] = struct{}{}
+	s.poller = live.poller
+	live.mu.Unlock()
+	return true
+}
+
+// removeSession removes s, stopping the poller and the sweep with the
+// last live session.
+func (a *API) removeSession(s *session) {
+	a.sessionsMu.Lock()
+	_, ok := a.sessions[s]
+	delete(a.sessions, s)
+	a.sessionsMu.Unlock()
+	if !ok {
+		return
+	}
+	a.Metrics.WebSockets.Dec()
+	live.mu.Lock()
+	delete(live.sessions, s)
+	if len(live.sessions) == 0 {
+		close(live.stop)
+		if live.poller != nil {
+			live.poller.Close()
+			live.poller = nil
+		}
+	}
+	live.mu.Unlock()
+	a.sessionsWG.Done()
+}
+
+// sweep closes the connections idle for longer than idleTimeout.
+func sweep(stop <-chan struct{}) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	var idle []*session
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		limit := time.Now().Add(-idleTimeout).UnixNano()
+		live.mu.Lock()
+		for s := range live.sessions {
+			if s.lastRead.Load() < limit {
+				idle = append(idle, s)
+			}
+		}
+		live.mu.Unlock()
+		for i, s := range idle {
+			go s.close(ws.StatusPolicyViolation, "idle")
+			idle[i] = nil
+		}
+		idle = idle[:0]
+	}
 }
 
 // goAway closes the connection with StatusGoingAway after the frame being
@@ -110,95 +271,208 @@ func (s *session) goAway() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.conn.Close(websocket.StatusGoingAway, "server shutting down")
+	s.close(ws.StatusGoingAway, "server shutting down")
 }
 
-// write sends one frame.
-func (s *session) write(ctx context.Context, f *proto.Frame) error {
+// close ends the session: a close frame (best effort), the connection,
+// the Feed. Safe to call more than once and from any goroutine.
+func (s *session) close(code ws.StatusCode, reason string) {
+	s.once.Do(func() {
+		if s.poll != nil {
+			s.poll.Close() // before the descriptor can be reused
+		}
+		s.wmu.Lock()
+		s.closed.Store(true)
+		if f, err := ws.CompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))); err == nil {
+			s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			s.conn.Write(f)
+		}
+		s.conn.Close()
+		s.wmu.Unlock()
+		s.cancel()
+		if s.call != nil {
+			s.call.Close()
+		}
+		s.feed.Close()
+		s.api.removeSession(s)
+	})
+}
+
+// write sends one frame; it is safe to call from any goroutine (call
+// signalling writes from the SFU's). ctx is not used: a write is bounded
+// by writeTimeout.
+func (s *session) write(_ context.Context, f *proto.Frame) error { return s.writeFrame(f) }
+
+// writeFrame sends one frame. It is safe to call from any goroutine.
+func (s *session) writeFrame(f *proto.Frame) error {
 	b, err := json.Marshal(f)
 	if err != nil {
 		return err
 	}
-	return s.writeRaw(ctx, b)
+	return s.writeFrames([][]byte{b})
 }
 
-// writeRaw sends one encoded frame.
-func (s *session) writeRaw(ctx context.Context, frame []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	return s.conn.Write(ctx, websocket.MessageText, frame)
+var errClosed = errors.New("websocket: closed")
+
+// writeFrames sends encoded frames in one write, in batch frames if the
+// client takes them. A connection that does not take them within
+// writeTimeout is closed.
+func (s *session) writeFrames(frames [][]byte) error {
+	bp := writeBufs.Get().(*[]byte)
+	b := appendFrames((*bp)[:0], frames, s.batch)
+	s.wmu.Lock()
+	err := errClosed
+	if !s.closed.Load() {
+		s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err = s.conn.Write(b)
+	}
+	s.wmu.Unlock()
+	if cap(b) <= maxPooledBuf {
+		*bp = b[:0]
+		writeBufs.Put(bp)
+	}
+	if err != nil && !errors.Is(err, errClosed) {
+		s.close(ws.StatusPolicyViolation, "write timeout")
+	}
+	return err
 }
 
-// push writes the device's pending messages and typing signals until ctx
-// ends or the connection fails.
-func (s *session) push(ctx context.Context) {
-	poll := false
-	for {
-		frames, err := s.feed.Next(ctx, poll)
-		if errors.Is(err, delivery.ErrRevoked) {
-			s.conn.Close(websocket.StatusPolicyViolation, "device revoked")
-			return
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				s.api.Logger.Warn("push: read pending", "device", s.dev.ID, "err", err)
-				s.conn.Close(websocket.StatusTryAgainLater, "store unavailable")
-			}
-			return
-		}
-		for _, frame := range frames {
-			if s.writeRaw(ctx, frame) != nil {
-				return
-			}
-		}
-		poll = false
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.feed.Revoked():
-			s.conn.Close(websocket.StatusPolicyViolation, "device revoked")
-			return
-		case <-s.feed.Wake():
-		case <-s.feed.Poll():
-			poll = true
-		case t := <-s.feed.Typing():
-			if s.write(ctx, &proto.Frame{Type: proto.FrameTyping, Typing: &t}) != nil {
-				return
-			}
-		}
+// wake is the Feed's callback: it starts a push worker unless one runs,
+// which then serves this wake-up too.
+func (s *session) wake() {
+	if s.pushes.Add(1) == 1 {
+		go s.drain()
 	}
 }
 
-// read handles the device's frames, in order, until the connection ends.
-func (s *session) read(ctx context.Context) {
+// drain pushes until no wake-up is left unserved.
+func (s *session) drain() {
 	for {
-		rctx, cancel := context.WithTimeout(ctx, idleTimeout)
-		typ, data, err := s.conn.Read(rctx)
-		cancel()
-		if err != nil {
-			return
+		n := s.pushes.Load()
+		if !s.push() {
+			return // closed: pushes stays above 0, so no worker starts again
 		}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			return
-		}
-		reply := s.handle(typ, data)
-		var err2 error
-		if reply != nil {
-			err2 = s.write(ctx, reply)
-		}
-		s.mu.Unlock()
-		if err2 != nil {
+		if s.pushes.CompareAndSwap(n, 0) {
 			return
 		}
 	}
 }
 
-// handle handles one frame and returns the reply, if any.
-func (s *session) handle(typ websocket.MessageType, data []byte) *proto.Frame {
+// push writes what the Feed has pending; false once the session is over.
+func (s *session) push() bool {
+	if s.closed.Load() {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), frameTimeout)
+	p, err := s.feed.Next(ctx)
+	cancel()
+	if errors.Is(err, delivery.ErrRevoked) {
+		s.close(ws.StatusPolicyViolation, "device revoked")
+		return false
+	}
+	if err != nil {
+		if !s.closed.Load() {
+			s.api.Logger.Warn("push: read pending", "device", s.dev.ID, "err", err)
+			s.close(statusTryAgainLater, "store unavailable")
+		}
+		return false
+	}
+	frames := p.Messages
+	for i := range p.Typing {
+		b, err := json.Marshal(proto.Frame{Type: proto.FrameTyping, Typing: &p.Typing[i]})
+		if err == nil {
+			frames = append(frames, b)
+		}
+	}
+	if len(frames) == 0 {
+		return true
+	}
+	return s.writeFrames(frames) == nil
+}
+
+// readable is the poller's callback: a worker reads and handles one
+// message, then waits for the next.
+func (s *session) readable() {
+	go func() {
+		readers <- struct{}{}
+		ok := s.readOne()
+		<-readers
+		if ok && s.poll.Resume() != nil {
+			s.close(ws.StatusInternalServerError, "poller")
+		}
+	}()
+}
+
+// readLoop reads and handles messages until the connection ends, for
+// connections the poller does not watch.
+func (s *session) readLoop() {
+	for s.readOne() {
+	}
+}
+
+// readOne reads one message and handles it; false if the session is over.
+func (s *session) readOne() bool {
+	if s.closed.Load() {
+		return false
+	}
+	if s.poll != nil {
+		s.conn.SetReadDeadline(time.Now().Add(frameTimeout))
+	} else {
+		s.conn.SetReadDeadline(time.Now().Add(idleTimeout))
+	}
+	op, data, err := readMessage(s.r, proto.MaxRequestBytes, s.control)
+	if err != nil {
+		var ce *closeError
+		switch {
+		case errors.As(err, &ce):
+			s.close(ce.code, ce.reason)
+		case errors.Is(err, errPeerClosed):
+			s.close(ws.StatusNormalClosure, "")
+		default: // EOF, reset, deadline
+			s.close(ws.StatusNormalClosure, "")
+		}
+		return false
+	}
+	s.lastRead.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	if reply := s.handle(op, data); reply != nil {
+		return s.writeFrame(reply) == nil
+	}
+	return true
+}
+
+// control answers the client's control frames.
+func (s *session) control(op ws.OpCode, payload []byte) error {
+	s.lastRead.Store(time.Now().UnixNano())
+	switch op {
+	case ws.OpPing:
+		b := append(appendHeader(nil, ws.OpPong, len(payload)), payload...)
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+		if s.closed.Load() {
+			return errClosed
+		}
+		s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_, err := s.conn.Write(b)
+		return err
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameData(payload)
+		if code.Empty() {
+			code = ws.StatusNormalClosure
+		}
+		s.close(code, "")
+	}
+	return nil
+}
+
+// handle handles one message and returns the reply, if any.
+func (s *session) handle(op ws.OpCode, data []byte) *proto.Frame {
 	var f proto.Frame
-	if typ != websocket.MessageText {
+	if op != ws.OpText {
 		return errorFrame(0, &proto.Error{Code: proto.CodeBadRequest, Message: "frames are JSON text"})
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -234,6 +508,8 @@ func (s *session) handle(typ websocket.MessageType, data []byte) *proto.Frame {
 		}
 		s.feed.Acked()
 		return nil
+	case proto.FrameCall:
+		return s.handleCall(ctx, &f)
 	case proto.FrameTyping:
 		if f.Typing == nil {
 			return errorFrame(f.ID, &proto.Error{Code: proto.CodeBadRequest, Message: "typing frame without typing"})
