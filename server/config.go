@@ -52,6 +52,27 @@ var settings = []setting{
 		func(o *Options, v string) (err error) { o.IPRate, err = strconv.ParseFloat(v, 64); return err }},
 	{"ip-burst", "HUSH_IP_BURST", "burst of unauthenticated requests per IP address", false,
 		func(o *Options, v string) (err error) { o.IPBurst, err = strconv.Atoi(v); return err }},
+	{"calls", "HUSH_CALLS", "relay calls (default true); false turns the SFU off", true,
+		func(o *Options, v string) error {
+			on, err := strconv.ParseBool(v)
+			o.Calls.Disabled = !on
+			return err
+		}},
+	{"call-public-ip", "HUSH_CALL_PUBLIC_IP", "comma-separated public addresses of the SFU behind 1:1 NAT", false,
+		func(o *Options, v string) error { o.Calls.PublicIPs = splitList(v); return nil }},
+	{"call-udp-ports", "HUSH_CALL_UDP_PORTS", "UDP port range of call media, MIN-MAX (default: any)", false,
+		func(o *Options, v string) (err error) {
+			o.Calls.UDPPortMin, o.Calls.UDPPortMax, err = parsePortRange(v)
+			return err
+		}},
+	{"call-ice-servers", "HUSH_CALL_ICE_SERVERS", "comma-separated STUN/TURN URLs given to devices for calls, e.g. turn:turn.example.org:3478", false,
+		func(o *Options, v string) error { o.Calls.ICEServers = splitList(v); return nil }},
+	{"call-turn-username", "HUSH_CALL_TURN_USERNAME", "username for the turn: servers", false,
+		func(o *Options, v string) error { o.Calls.TURNUsername = v; return nil }},
+	{"call-turn-credential", "HUSH_CALL_TURN_CREDENTIAL", "credential for the turn: servers", false,
+		func(o *Options, v string) error { o.Calls.TURNCredential = v; return nil }},
+	{"call-max-participants", "HUSH_CALL_MAX_PARTICIPANTS", "most devices in one call (default 16)", false,
+		func(o *Options, v string) (err error) { o.Calls.MaxParticipants, err = strconv.Atoi(v); return err }},
 	{"log-level", "HUSH_LOG_LEVEL", "debug, info, warn or error (default info)", false,
 		func(o *Options, v string) error { o.LogLevel = v; return nil }},
 	{"log-format", "HUSH_LOG_FORMAT", "text or json (default text)", false,
@@ -172,4 +193,29 @@ func parseDuration(s string) (time.Duration, error) {
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// parsePortRange parses "MIN-MAX", two UDP ports with MIN <= MAX.
+func parsePortRange(v string) (lo, hi uint16, err error) {
+	a, b, ok := strings.Cut(v, "-")
+	if !ok {
+		return 0, 0, errors.New("want MIN-MAX, e.g. 50000-50100")
+	}
+	l, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if err1 != nil || err2 != nil || l == 0 || l > h {
+		return 0, 0, errors.New("want MIN-MAX with 0 < MIN <= MAX <= 65535")
+	}
+	return uint16(l), uint16(h), nil
 }

@@ -58,12 +58,39 @@ type Options struct {
 	IPRate      float64
 	IPBurst     int
 
+	// Calls configure the SFU that relays calls' media (package
+	// server/calls). When Addr is a loopback address, ICE uses loopback
+	// addresses only and needs no STUN or TURN.
+	Calls CallOptions
+
 	// Logger receives the server's structured logs. If nil, one is made
 	// from LogLevel ("debug", "info", "warn", "error"; default "info") and
 	// LogFormat ("text" or "json"; default "text"), writing to stderr.
 	Logger    *slog.Logger
 	LogLevel  string
 	LogFormat string
+}
+
+// CallOptions configure the SFU. The zero value serves calls on
+// loopback, or on a host with a public address of its own.
+type CallOptions struct {
+	// Disabled turns the SFU off: "call" frames are refused.
+	Disabled bool
+	// PublicIPs are the addresses devices reach the SFU at when it sits
+	// behind 1:1 NAT (a cloud VM's elastic IP).
+	PublicIPs []string
+	// UDPPortMin and UDPPortMax bound the UDP ports of the calls' media,
+	// for a firewall to open; zero leaves them to the system.
+	UDPPortMin, UDPPortMax uint16
+	// ICEServers are STUN and TURN server URLs (stun:…, turn:…, turns:…)
+	// sent to devices with a call's first offer; TURNUsername and
+	// TURNCredential go with the turn: ones. Devices behind restrictive
+	// NATs or firewalls need a TURN server to reach the SFU.
+	ICEServers                   []string
+	TURNUsername, TURNCredential string
+	// MaxParticipants bounds a call's devices; 0 selects
+	// calls.DefaultMaxParticipants.
+	MaxParticipants int
 }
 
 func (o Options) withDefaults() Options {

@@ -46,15 +46,19 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hush-chat/hush/bus"
 	"github.com/hush-chat/hush/bus/natsbus"
 	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/server/auth"
 	"github.com/hush-chat/hush/server/blobs"
+	"github.com/hush-chat/hush/server/calls"
 	"github.com/hush-chat/hush/server/delivery"
 	"github.com/hush-chat/hush/server/httpapi"
 	"github.com/hush-chat/hush/server/keys"
@@ -76,6 +80,7 @@ type Server struct {
 	blobs     *blobs.Service
 	provision *provision.Channels
 	api       *httpapi.API
+	calls     *calls.SFU // nil when calls are disabled
 	http      *http.Server
 	ln        net.Listener
 	tls       bool
@@ -139,8 +144,15 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, err
 	}
 	closers = append(closers, s.bus.Close)
+	if !o.Calls.Disabled {
+		if s.calls, err = s.newSFU(public); err != nil {
+			return nil, err
+		}
+		closers = append(closers, s.calls.Close)
+	}
 	s.delivery = delivery.New(s.store, s.bus, delivery.Options{
 		Grace: o.DeliveryGrace, Logger: log, Metrics: s.metrics,
+		OnRoster: s.rosterChanged,
 	})
 	s.blobs = blobs.New(s.store, dir)
 	s.provision = provision.New(proto.ProvisionTTL)
@@ -153,6 +165,7 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		Provision: s.provision,
 		Metrics:   s.metrics,
 		Logger:    log,
+		Calls:     s.calls,
 		Limits: httpapi.Limits{
 			DeviceRate: max(o.DeviceRate, 0), DeviceBurst: o.DeviceBurst,
 			IPRate: max(o.IPRate, 0), IPBurst: o.IPBurst,
@@ -210,6 +223,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.api.Drain()
 	shut := make(chan error, 1)
 	go func() { shut <- s.http.Shutdown(sctx) }()
+	if s.calls != nil {
+		s.calls.Close() // ends every call: devices learn it with an ended frame
+	}
 	errs := []error{s.api.CloseSessions(sctx), <-shut}
 	stopBG()
 	wg.Wait()
@@ -225,6 +241,72 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("stopped")
 	}
 	return err
+}
+
+// newSFU makes the SFU of calls from the options, with its metrics. A
+// server on a loopback address keeps ICE to loopback too.
+func (s *Server) newSFU(public bool) (*calls.SFU, error) {
+	c := s.opts.Calls
+	var ice []proto.ICEServer
+	for _, u := range c.ICEServers {
+		is := proto.ICEServer{URLs: []string{u}}
+		if strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") {
+			is.Username, is.Credential = c.TURNUsername, c.TURNCredential
+		}
+		ice = append(ice, is)
+	}
+	sfu, err := calls.New(calls.Options{
+		Logger:          s.log,
+		MaxParticipants: c.MaxParticipants,
+		LoopbackOnly:    !public,
+		PublicIPs:       c.PublicIPs,
+		UDPPortMin:      c.UDPPortMin,
+		UDPPortMax:      c.UDPPortMax,
+		ICEServers:      ice,
+		Authorize:       s.authorizeCall,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.metrics.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hush_call_rooms", Help: "Open call rooms on this node."},
+			func() float64 { return float64(sfu.Rooms()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hush_call_participants", Help: "Devices in call rooms on this node."},
+			func() float64 { return float64(sfu.ParticipantCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hush_call_packets_forwarded_total", Help: "RTP packets the SFU forwarded (one per subscriber)."},
+			func() float64 { return float64(sfu.Stats().PacketsOut) }),
+	)
+	return sfu, nil
+}
+
+// authorizeCall lets a device into a group's call only if it is on the
+// group's roster.
+func (s *Server) authorizeCall(ctx context.Context, groupID []byte, device string) error {
+	id, err := store.ParseDeviceID(device)
+	if err != nil {
+		return store.ErrNotMember
+	}
+	g, err := s.store.Group(ctx, store.GroupID(groupID))
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(g.Roster, id) {
+		return store.ErrNotMember
+	}
+	return nil
+}
+
+// rosterChanged evicts from the group's calls every device a commit took
+// off its roster. (A commit accepted by another node is not seen here;
+// the evicted device could not decrypt the new epoch's media anyway.)
+func (s *Server) rosterChanged(group store.GroupID, roster []store.DeviceID) {
+	if s.calls == nil {
+		return
+	}
+	s.calls.EvictAbsent(group, func(device string) bool {
+		id, err := store.ParseDeviceID(device)
+		return err == nil && slices.Contains(roster, id)
+	})
 }
 
 // housekeeping purges expired data every PurgeInterval (and once at

@@ -147,6 +147,42 @@ func (s *SFU) Participants(groupID []byte, callID string) []string {
 	return r.devices()
 }
 
+// ParticipantCount returns the number of devices in all open rooms.
+func (s *SFU) ParticipantCount() int {
+	s.mu.Lock()
+	rooms := make([]*room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, r := range rooms {
+		n += len(r.devices())
+	}
+	return n
+}
+
+// EvictAbsent evicts, as [SFU.Evict] does, every device in a room of the
+// group for which onRoster returns false. The server calls it when a
+// commit replaces the group's roster.
+func (s *SFU) EvictAbsent(groupID []byte, onRoster func(device string) bool) {
+	s.mu.Lock()
+	var rooms []*room
+	for k, r := range s.rooms {
+		if k.group == string(groupID) {
+			rooms = append(rooms, r)
+		}
+	}
+	s.mu.Unlock()
+	for _, r := range rooms {
+		for _, p := range r.peers() {
+			if !onRoster(p.device) {
+				p.end("removed from the group")
+			}
+		}
+	}
+}
+
 // Evict removes a device from every room of a group, telling it with a
 // CallEnded frame. The server calls it when a commit takes the device off
 // the group's roster, so that a removed member stops receiving the call's
