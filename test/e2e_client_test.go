@@ -24,10 +24,7 @@ func TestE2EAcceptance(t *testing.T) {
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
 
 	// alice writes to bob while bob is offline.
-	dm, err := alice.Direct(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dm := alice.direct("bob")
 	hello := alice.send(dm.ID, "hello bob, are you there?")
 	// bob comes online, receives it, and replies.
 	bob.sync()
@@ -43,10 +40,7 @@ func TestE2EAcceptance(t *testing.T) {
 	// A group with carol; carol is removed, and her saved state cannot
 	// decrypt what is sent after.
 	carol := s.register(t, "carol")
-	g, err := alice.CreateGroup(ctx, "weekend", "bob", "carol")
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := alice.newGroup("weekend", "bob", "carol")
 	alice.send(g.ID, "hike on saturday?")
 	bob.sync()
 	carol.sync()
@@ -77,22 +71,7 @@ func TestE2EAcceptance(t *testing.T) {
 
 	// bob links a second device: from then on it receives every
 	// conversation's messages, and what it sends reaches bob's first one.
-	bob2 := s.device(t)
-	offer, err := bob.Link(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	linked := make(chan error, 1)
-	go func() {
-		_, err := offer.Complete(ctx)
-		linked <- err
-	}()
-	if _, err := bob2.LinkNew(ctx, s.URL(), offer.Code); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-linked; err != nil {
-		t.Fatal(err)
-	}
+	bob2 := s.link(t, bob)
 	bob2.sync()
 	alice.sync()
 	alice.send(dm.ID, "to both of bob's devices")
@@ -122,10 +101,7 @@ func TestE2EMessageOperations(t *testing.T) {
 	ctx := context.Background()
 	s := startE2E(t)
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	dm, err := alice.Direct(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dm := alice.direct("bob")
 	first := alice.send(dm.ID, "first")
 	second := alice.send(dm.ID, "second, with a typo")
 	bob.sync()
@@ -194,28 +170,9 @@ func TestE2EThreeUsersTwoDevicesEach(t *testing.T) {
 	var devs []*e2eDevice
 	for _, name := range []string{"ann", "ben", "cat"} {
 		first := s.register(t, name)
-		second := s.device(t)
-		offer, err := first.Link(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() {
-			_, err := offer.Complete(ctx)
-			done <- err
-		}()
-		if _, err := second.LinkNew(ctx, s.URL(), offer.Code); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		devs = append(devs, first, second)
+		devs = append(devs, first, s.link(t, first))
 	}
-	g, err := devs[0].CreateGroup(ctx, "six devices", "ben", "cat")
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := devs[0].newGroup("six devices", "ben", "cat")
 	for _, d := range devs {
 		d.sync()
 	}
@@ -252,10 +209,7 @@ func TestE2ELiveAndCatchUp(t *testing.T) {
 	ctx := context.Background()
 	s := startE2E(t)
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	dm, err := alice.Direct(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dm := alice.direct("bob")
 	bob.sync()
 	runCtx, stop := context.WithCancel(ctx)
 	running := make(chan error, 2)
@@ -314,10 +268,7 @@ func TestE2EDuplicateSend(t *testing.T) {
 	ctx := context.Background()
 	s := startE2E(t)
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	dm, err := alice.Direct(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dm := alice.direct("bob")
 	alice.sends.mu.Lock()
 	alice.sends.drop = true
 	alice.sends.mu.Unlock()
@@ -344,10 +295,7 @@ func TestE2EPlaintextAbsence(t *testing.T) {
 	s := startE2E(t)
 	const marker = "PLAINTEXT-MARKER-5d41402abc4b2a76"
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
-	g, err := alice.CreateGroup(ctx, "name "+marker, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := alice.newGroup("name "+marker, "bob")
 	m := alice.send(g.ID, "text "+marker)
 	if _, err := alice.Edit(ctx, m.ID, "edited "+marker); err != nil {
 		t.Fatal(err)
@@ -413,10 +361,7 @@ func TestE2EEpochConflict(t *testing.T) {
 	s := startE2E(t)
 	alice, bob := s.register(t, "alice"), s.register(t, "bob")
 	carol, dave := s.register(t, "carol"), s.register(t, "dave")
-	g, err := alice.CreateGroup(ctx, "race", "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := alice.newGroup("race", "bob")
 	bob.sync()
 	if err := bob.AddMembers(ctx, g.ID, "carol"); err != nil {
 		t.Fatal(err)

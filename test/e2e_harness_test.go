@@ -247,6 +247,26 @@ func (d *e2eDevice) send(conv, text string) *hush.Message {
 	return m
 }
 
+// direct returns d's 1:1 conversation with user, started if need be.
+func (d *e2eDevice) direct(user string) *hush.Conversation {
+	d.t.Helper()
+	cv, err := d.Direct(context.Background(), user)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return cv
+}
+
+// newGroup creates a group of d's account with the users.
+func (d *e2eDevice) newGroup(name string, users ...string) *hush.Conversation {
+	d.t.Helper()
+	cv, err := d.CreateGroup(context.Background(), name, users...)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return cv
+}
+
 // lines lists a conversation as "sender: text" in order.
 func (d *e2eDevice) lines(conv string) []string {
 	d.t.Helper()
