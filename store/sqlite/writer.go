@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/hush-chat/hush/store"
+	"github.com/hush-chat/hush/store/internal/sqlstore"
 )
 
 // maxBatch bounds how many writes share one transaction, which bounds the
@@ -15,8 +16,9 @@ import (
 const maxBatch = 512
 
 // maxStmts bounds the writer's cache of prepared statements; queries with a
-// variable number of parameters could otherwise fill it.
-const maxStmts = 64
+// variable number of parameters could otherwise fill it. The batched
+// statements take about 60 entries (8 shapes, 7 sizes each).
+const maxStmts = 160
 
 // writer performs group commit: callers queue writes, and one goroutine
 // runs every queued write in a single transaction on the one writer
@@ -42,10 +44,17 @@ type writer struct {
 // A job is either a write to run in a batch's transaction (fn) or work to
 // run on the connection outside any transaction (raw), such as a
 // checkpoint.
+//
+// Appends and acks are jobs of their own (app, ack): rather than running
+// each in a savepoint, commit runs all of a batch's appends together, in a
+// few statements (sqlstore.AppendBatch), and then all its acks
+// (sqlstore.AckBatch).
 type job struct {
 	ctx  context.Context // the caller's, checked before running the job
 	fn   func(context.Context, *connTx) error
 	raw  func(context.Context, *sql.Conn) error
+	app  *sqlstore.AppendReq
+	ack  *sqlstore.AckReq
 	done chan error // buffered; receives the outcome once durable
 }
 
@@ -67,6 +76,16 @@ func newWriter(conn *sql.Conn) *writer {
 // never runs after do has returned (its caller may read what fn wrote).
 func (w *writer) do(ctx context.Context, fn func(context.Context, *connTx) error) error {
 	return w.submit(ctx, &job{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// append appends r.M in the next batch; r.Res is set when it returns nil.
+func (w *writer) append(ctx context.Context, r *sqlstore.AppendReq) error {
+	return w.submit(ctx, &job{ctx: ctx, app: r, done: make(chan error, 1)})
+}
+
+// ack applies r in the next batch.
+func (w *writer) ack(ctx context.Context, r *sqlstore.AckReq) error {
+	return w.submit(ctx, &job{ctx: ctx, ack: r, done: make(chan error, 1)})
 }
 
 // doRaw runs fn on the writer's connection between batches.
@@ -168,9 +187,21 @@ func (w *writer) commit(batch []*job) {
 		return
 	}
 	tx := &connTx{w: w}
+	// Everything in a batch was queued concurrently, so any order is one
+	// its callers could have seen: other writes first (commits change
+	// rosters), then the appends, then the acks.
+	var apps, acks []int
 	for i, j := range batch {
 		if err := j.ctx.Err(); err != nil {
 			errs[i] = err // the caller has given up; do not write
+			continue
+		}
+		switch {
+		case j.app != nil:
+			apps = append(apps, i)
+			continue
+		case j.ack != nil:
+			acks = append(acks, i)
 			continue
 		}
 		var err error
@@ -180,12 +211,91 @@ func (w *writer) commit(batch []*job) {
 			return
 		}
 	}
+	if err := w.appends(ctx, tx, batch, apps, errs); err != nil {
+		w.conn.ExecContext(ctx, "ROLLBACK")
+		answer(err)
+		return
+	}
+	if err := w.acks(ctx, tx, batch, acks, errs); err != nil {
+		w.conn.ExecContext(ctx, "ROLLBACK")
+		answer(err)
+		return
+	}
 	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		w.conn.ExecContext(ctx, "ROLLBACK")
 		answer(fmt.Errorf("store: commit: %w", err))
 		return
 	}
 	answer(nil)
+}
+
+// appends runs the batch's appends (batch[i] for i in idx) together and
+// sets their outcomes in errs. If the batched statements fail, it undoes
+// them and runs each append on its own, so that whatever one message
+// does to the database cannot fail the others. It returns an error only
+// if the transaction is broken.
+func (w *writer) appends(ctx context.Context, tx *connTx, batch []*job, idx []int, errs []error) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	reqs := make([]*sqlstore.AppendReq, len(idx))
+	for k, i := range idx {
+		reqs[k] = batch[i].app
+	}
+	ok, err := inSavepoint(ctx, tx, func() error { return sqlstore.Dialect{}.AppendBatch(ctx, tx, reqs) })
+	if err != nil {
+		return err
+	}
+	for k, i := range idx {
+		r := reqs[k]
+		if !ok {
+			if errs[i], err = runJob(ctx, tx, func(ctx context.Context, tx *connTx) (err error) {
+				r.Res, err = sqlstore.AppendOne(ctx, tx, r.M, r.Epoch)
+				return err
+			}); err != nil {
+				return err
+			}
+			continue
+		}
+		errs[i] = r.Err
+	}
+	return nil
+}
+
+// acks is appends for acks.
+func (w *writer) acks(ctx context.Context, tx *connTx, batch []*job, idx []int, errs []error) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	reqs := make([]*sqlstore.AckReq, len(idx))
+	for k, i := range idx {
+		reqs[k] = batch[i].ack
+	}
+	ok, err := inSavepoint(ctx, tx, func() error { return sqlstore.Dialect{}.AckBatch(ctx, tx, reqs) })
+	if err != nil {
+		return err
+	}
+	for k, i := range idx {
+		r := reqs[k]
+		if !ok {
+			if errs[i], err = runJob(ctx, tx, func(ctx context.Context, tx *connTx) error {
+				return sqlstore.AckOne(ctx, tx, r.Device, r.Group, r.Seq)
+			}); err != nil {
+				return err
+			}
+			continue
+		}
+		errs[i] = r.Err
+	}
+	return nil
+}
+
+// inSavepoint runs fn in a savepoint and reports whether it succeeded;
+// if not, fn's writes are undone. err is set only if the transaction is
+// broken.
+func inSavepoint(ctx context.Context, tx *connTx, fn func() error) (ok bool, err error) {
+	jobErr, err := runJob(ctx, tx, func(context.Context, *connTx) error { return fn() })
+	return jobErr == nil, err
 }
 
 // runJob runs fn in a savepoint. It returns fn's error, after undoing fn's

@@ -106,25 +106,32 @@ func (s *Store) AppendMessage(ctx context.Context, m store.Message) (store.Appen
 	}
 	var a store.Appended
 	err = s.write(ctx, func(ctx context.Context, tx Tx) (err error) {
-		if a, err = priorMessage(ctx, tx, m); err != nil || a.Duplicate {
-			return err
-		}
-		var seq int64
-		err = tx.QueryRowContext(ctx, `UPDATE groups SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq`,
-			[]byte(m.GroupID)).Scan(&seq)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("group %s: %w", m.GroupID, store.ErrNotFound)
-		}
-		if err != nil {
-			return dbErr("append", err)
-		}
-		if err := requireMember(ctx, tx, m.GroupID, m.Sender); err != nil {
-			return err
-		}
-		a, err = insertMessage(ctx, tx, m, seq, epoch)
+		a, err = AppendOne(ctx, tx, m, epoch)
 		return err
 	})
 	return a, err
+}
+
+// AppendOne appends m, whose epoch CheckMessage returned, in tx: the
+// statements of AppendMessage, for a backend that batches appends and
+// falls back to one at a time.
+func AppendOne(ctx context.Context, tx Tx, m store.Message, epoch int64) (a store.Appended, err error) {
+	if a, err = priorMessage(ctx, tx, m); err != nil || a.Duplicate {
+		return a, err
+	}
+	var seq int64
+	err = tx.QueryRowContext(ctx, `UPDATE groups SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq`,
+		[]byte(m.GroupID)).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("group %s: %w", m.GroupID, store.ErrNotFound)
+	}
+	if err != nil {
+		return a, dbErr("append", err)
+	}
+	if err := requireMember(ctx, tx, m.GroupID, m.Sender); err != nil {
+		return a, err
+	}
+	return insertMessage(ctx, tx, m, seq, epoch)
 }
 
 func (s *Store) AppendCommit(ctx context.Context, m store.Message, expectedEpoch uint64, newRoster []store.DeviceID) (store.Appended, error) {
@@ -350,27 +357,33 @@ func (s *Store) Ack(ctx context.Context, device store.DeviceID, group store.Grou
 		return err
 	}
 	return s.write(ctx, func(ctx context.Context, tx Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE members SET acked = $3
-			WHERE group_id = $1 AND device_id = $2 AND acked < $3
-			  AND $3 <= (SELECT last_seq FROM groups WHERE id = $1)`, []byte(group), device[:], sq)
-		if err != nil {
-			return dbErr("ack", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return dbErr("ack", err)
-		}
-		if n == 0 {
-			return explainNoAck(ctx, tx, device, group, sq)
-		}
-		// Disappearing messages go as soon as every recipient has them.
-		_, err = tx.ExecContext(ctx, `DELETE FROM messages
-			WHERE group_id = $1 AND expires_at IS NOT NULL AND seq <= $2
-			  AND NOT EXISTS (SELECT 1 FROM members mb
-			                  WHERE mb.group_id = messages.group_id AND mb.acked < messages.seq
-			                    AND mb.device_id <> messages.sender)`, []byte(group), sq)
-		return dbErr("ack", err)
+		return AckOne(ctx, tx, device, group, sq)
 	})
+}
+
+// AckOne is Ack's statements in tx, for a backend that batches acks and
+// falls back to one at a time.
+func AckOne(ctx context.Context, tx Tx, device store.DeviceID, group store.GroupID, sq int64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE members SET acked = $3
+		WHERE group_id = $1 AND device_id = $2 AND acked < $3
+		  AND $3 <= (SELECT last_seq FROM groups WHERE id = $1)`, []byte(group), device[:], sq)
+	if err != nil {
+		return dbErr("ack", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return dbErr("ack", err)
+	}
+	if n == 0 {
+		return explainNoAck(ctx, tx, device, group, sq)
+	}
+	// Disappearing messages go as soon as every recipient has them.
+	_, err = tx.ExecContext(ctx, `DELETE FROM messages
+		WHERE group_id = $1 AND expires_at IS NOT NULL AND seq <= $2
+		  AND NOT EXISTS (SELECT 1 FROM members mb
+		                  WHERE mb.group_id = messages.group_id AND mb.acked < messages.seq
+		                    AND mb.device_id <> messages.sender)`, []byte(group), sq)
+	return dbErr("ack", err)
 }
 
 // explainNoAck tells an ack that changed nothing because the cursor is
@@ -417,6 +430,10 @@ func CheckMessage(m store.Message) (int64, error) {
 	}
 	return toDB(m.Epoch)
 }
+
+// CheckSeq converts a sequence number for the database (ErrInvalid if
+// it is out of range).
+func CheckSeq(seq uint64) (int64, error) { return toDB(seq) }
 
 func checkGroupID(id store.GroupID) error {
 	if len(id) == 0 || len(id) > store.MaxGroupIDLen {

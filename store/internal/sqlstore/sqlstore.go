@@ -42,6 +42,12 @@ type Dialect struct {
 	// "FOR UPDATE SKIP LOCKED" on Postgres, so that concurrent claims take
 	// different rows; empty on SQLite, where writes are serialized.
 	ClaimLock string
+	// LockRows ends the query with which AppendBatch reads the groups'
+	// heads: "FOR UPDATE" on Postgres, so that nobody else appends to
+	// them until the batch's transaction ends; empty on SQLite.
+	LockRows string
+	// Typed: parameters in VALUES lists need a cast to their type (Postgres).
+	Typed bool
 }
 
 // Store implements store.Store except Close, which the backends provide.
