@@ -119,6 +119,7 @@ func (t *HTTPTransport) Connect(ctx context.Context, auth string) (PushConn, err
 	u := *t.base
 	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	u.Path += proto.PathWebSocket
+	u.RawQuery = proto.WebSocketBatchQuery // we take batch frames
 	conn, resp, err := websocket.Dial(ctx, u.String(), dialOptions(t.client, auth))
 	if err != nil {
 		if resp != nil && resp.Body != nil {
@@ -131,26 +132,55 @@ func (t *HTTPTransport) Connect(ctx context.Context, auth string) (PushConn, err
 		}
 		return nil, fmt.Errorf("client: WebSocket: %w", err)
 	}
-	// A frame carries at most one MLS message, base64 in JSON.
-	conn.SetReadLimit(2*proto.MaxMessageBytes + 64<<10)
+	conn.SetReadLimit(proto.MaxBatchBytes)
 	return &wsConn{c: conn}, nil
 }
 
-type wsConn struct{ c *websocket.Conn }
+// wsConn reads the frames a batch frame carries one by one, so that its
+// users see the frames as if each had come alone.
+type wsConn struct {
+	c       *websocket.Conn
+	pending []proto.Frame // the rest of the last batch frame; Read is not concurrent
+}
 
 func (w *wsConn) Read(ctx context.Context) (*proto.Frame, error) {
-	typ, data, err := w.c.Read(ctx)
-	if err != nil {
-		return nil, err
+	for len(w.pending) == 0 {
+		typ, data, err := w.c.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if typ != websocket.MessageText {
+			return nil, errors.New("client: binary WebSocket frame")
+		}
+		if w.pending, err = decodeFrames(data); err != nil {
+			return nil, err
+		}
 	}
-	if typ != websocket.MessageText {
-		return nil, errors.New("client: binary WebSocket frame")
-	}
+	f := &w.pending[0]
+	w.pending = w.pending[1:]
+	return f, nil
+}
+
+// decodeFrames decodes a frame from the server: a batch frame gives the
+// frames it carries, in order (an empty batch none), any other frame
+// itself.
+func decodeFrames(data []byte) ([]proto.Frame, error) {
 	var f proto.Frame
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("client: malformed WebSocket frame: %w", err)
 	}
-	return &f, nil
+	if f.Type != proto.FrameBatch {
+		if len(f.Frames) > 0 {
+			return nil, fmt.Errorf("client: malformed WebSocket frame: frames outside a batch")
+		}
+		return []proto.Frame{f}, nil
+	}
+	for i := range f.Frames {
+		if f.Frames[i].Type == proto.FrameBatch || len(f.Frames[i].Frames) > 0 {
+			return nil, errors.New("client: malformed WebSocket frame: a batch inside a batch")
+		}
+	}
+	return f.Frames, nil
 }
 
 func (w *wsConn) Write(ctx context.Context, f *proto.Frame) error {

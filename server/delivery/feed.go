@@ -7,8 +7,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/hush-chat/hush/bus"
 	"github.com/hush-chat/hush/proto"
@@ -26,53 +24,57 @@ const typingQueue = 16
 // ErrRevoked is returned by Feed.Next once the device has been revoked.
 var ErrRevoked = errors.New("delivery: device revoked")
 
-// A Feed follows one device's pending messages for one push connection:
-// Next returns what is pending and not yet returned, oldest first, and the
-// channels say when to call it again. A Feed is used by one goroutine.
+// A Feed follows one device's pending messages for one push connection.
+// It has no goroutine, channel or timer of its own: when there may be
+// something to push (a notification, a message accepted by this node, a
+// typing signal, an acknowledgement, a revocation, or the periodic poll)
+// it calls the function given to Follow, and the connection then calls
+// Next, which returns what is pending and not yet returned. Next is
+// called by one goroutine at a time.
 type Feed struct {
-	s   *Service
-	dev store.DeviceID
-
-	wake    chan struct{} // something may be pending
-	typing  chan proto.Typing
-	revoked chan struct{}
-	once    sync.Once
-	acked   atomic.Bool // the device acknowledged something since the last Next
-	unsub   func()
-	ticker  *time.Ticker
+	s      *Service
+	dev    store.DeviceID
+	notify func()
+	unsub  func()
+	slot   int // the hub's poll slot
 
 	mu      sync.Mutex
 	groups  map[string]uint64  // groups announced since the last Next, with their last seq
 	offers  map[string][]offer // messages handed over since the last Next, by group
 	offered int                // len of all offers
+	typing  []proto.Typing     // typing signals since the last Next
 	full    bool               // a full read is due: first read, direct mail, rescan
+	acked   bool               // the device acknowledged something since the last Next
+	poll    bool               // a poll is due
+	revoked bool
 
+	// Owned by the caller of Next.
 	inbox   uint64            // highest inbox seq returned
 	pushed  map[string]uint64 // highest seq returned, by group
 	stalled bool              // a full read found Window messages unacknowledged
 }
 
-// Follow starts a Feed for dev. The first Next returns everything pending
-// after the device's cursors. Close the Feed when the connection ends.
-func (s *Service) Follow(ctx context.Context, dev store.DeviceID) (*Feed, error) {
-	f := &Feed{
-		s: s, dev: dev,
-		wake:    make(chan struct{}, 1),
-		typing:  make(chan proto.Typing, typingQueue),
-		revoked: make(chan struct{}),
-		pushed:  make(map[string]uint64),
-		groups:  make(map[string]uint64),
-		offers:  make(map[string][]offer),
-		full:    true,
-	}
-	f.wake <- struct{}{} // read at once
+// Push is what Next returns.
+type Push struct {
+	// Messages are encoded proto.Frames of type FrameMessage, oldest
+	// first within each log.
+	Messages [][]byte
+	// Typing are the typing signals for the device, oldest first.
+	Typing []proto.Typing
+}
+
+// Follow starts a Feed for dev. notify, which must not block, is called
+// whenever Next may have something to return; the first Next returns
+// everything pending after the device's cursors. Close the Feed when the
+// connection ends.
+func (s *Service) Follow(ctx context.Context, dev store.DeviceID, notify func()) (*Feed, error) {
+	f := &Feed{s: s, dev: dev, notify: notify, full: true}
 	// Subscribed before the first read, so nothing falls in between.
 	unsub, err := s.bus.Subscribe(ctx, dev, f.event)
 	if err != nil {
 		return nil, err
 	}
 	f.unsub = unsub
-	f.ticker = time.NewTicker(s.poll)
 	s.hub.add(f)
 	return f, nil
 }
@@ -82,12 +84,15 @@ func (s *Service) Follow(ctx context.Context, dev store.DeviceID) (*Feed, error)
 func (f *Feed) event(ev bus.Event) {
 	f.mu.Lock()
 	if ev.Kind == bus.KindGroup && len(ev.Group) > 0 {
+		if f.groups == nil {
+			f.groups = make(map[string]uint64)
+		}
 		f.groups[string(ev.Group)] = max(f.groups[string(ev.Group)], ev.Seq)
 	} else {
 		f.full = true
 	}
 	f.mu.Unlock()
-	f.signal()
+	f.notify()
 }
 
 // offer is a message accepted by this node, encoded as its push frame.
@@ -105,6 +110,9 @@ const maxOffers = 4 * Window
 func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte) {
 	f.mu.Lock()
 	if f.offered < maxOffers {
+		if f.offers == nil {
+			f.offers = make(map[string][]offer)
+		}
 		f.offers[string(group)] = append(f.offers[string(group)], offer{seq, frame})
 		f.offered++
 	}
@@ -114,44 +122,45 @@ func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte) {
 // rescan asks for a full read.
 func (f *Feed) rescan() { f.event(bus.Event{}) }
 
-func (f *Feed) signal() {
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
+// pollNow asks Next to check the device and read everything, in case a
+// notification was lost.
+func (f *Feed) pollNow() {
+	f.mu.Lock()
+	f.poll = true
+	f.mu.Unlock()
+	f.notify()
 }
 
 func (f *Feed) relayTyping(t proto.Typing) {
-	select {
-	case f.typing <- t:
-	default: // the connection is behind: drop the signal
+	f.mu.Lock()
+	queued := len(f.typing) < typingQueue // else the connection is behind: drop the signal
+	if queued {
+		f.typing = append(f.typing, t)
+	}
+	f.mu.Unlock()
+	if queued {
+		f.notify()
 	}
 }
 
-func (f *Feed) revoke() { f.once.Do(func() { close(f.revoked) }) }
-
-// Wake receives when Next may have something new.
-func (f *Feed) Wake() <-chan struct{} { return f.wake }
-
-// Poll receives every PollInterval; call Next with poll set then, in case
-// a notification was lost.
-func (f *Feed) Poll() <-chan time.Time { return f.ticker.C }
-
-// Typing receives typing signals for the device.
-func (f *Feed) Typing() <-chan proto.Typing { return f.typing }
-
-// Revoked is closed when the device is revoked through this node.
-func (f *Feed) Revoked() <-chan struct{} { return f.revoked }
+func (f *Feed) revoke() {
+	f.mu.Lock()
+	f.revoked = true
+	f.mu.Unlock()
+	f.notify()
+}
 
 // Acked tells the Feed that the device acknowledged messages.
 func (f *Feed) Acked() {
-	f.acked.Store(true)
-	f.signal()
+	f.mu.Lock()
+	f.acked = true
+	f.mu.Unlock()
+	f.notify()
 }
 
-// Next returns the message frames (encoded proto.Frame of type
-// FrameMessage) pending for the device that this Feed has not returned
-// yet, oldest first within each log.
+// Next returns the message frames pending for the device that this Feed
+// has not returned yet, and the typing signals relayed since the last
+// call. It returns ErrRevoked once the device is revoked.
 //
 // Messages accepted by this node are handed to its Feeds directly
 // (offer) and returned without a store read when they follow what was
@@ -160,36 +169,44 @@ func (f *Feed) Acked() {
 // Otherwise (first call, direct mail, rescans, polls) it reads everything
 // pending (store.Fetch), which starts at the device's cursors: once that
 // finds Window messages unacknowledged, such full reads wait for an
-// acknowledgement or a poll. With poll set Next also checks that the
-// device is still live (ErrRevoked if not), for revocations made through
+// acknowledgement or a poll. At a poll (every PollInterval) Next also
+// checks that the device is still live, for revocations made through
 // other nodes.
-func (f *Feed) Next(ctx context.Context, poll bool) ([][]byte, error) {
+func (f *Feed) Next(ctx context.Context) (Push, error) {
+	f.mu.Lock()
+	groups, offers, typing, full, acked, poll, revoked := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked
+	f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.offered = nil, nil, nil, false, false, false, 0
+	f.mu.Unlock()
+	if revoked {
+		return Push{}, ErrRevoked
+	}
 	if poll {
 		d, err := f.s.store.Device(ctx, f.dev)
 		if err != nil {
-			return nil, err
+			f.retry(poll, full)
+			return Push{}, err
 		}
 		if d.Revoked {
-			return nil, ErrRevoked
+			return Push{}, ErrRevoked
 		}
 	}
-	f.mu.Lock()
-	groups, offers, full := f.groups, f.offers, f.full
-	f.groups, f.offers, f.full, f.offered = make(map[string]uint64), make(map[string][]offer), false, 0
-	f.mu.Unlock()
-	if f.acked.Swap(false) && f.stalled {
+	if f.pushed == nil {
+		f.pushed = make(map[string]uint64)
+	}
+	if acked && f.stalled {
 		f.stalled, full = false, true
 	}
 	if poll {
 		f.stalled, full = false, true
 	}
-	var out [][]byte
-	var err error
+	out := Push{Typing: typing}
 	if full && !f.stalled {
-		out, err = f.readAll(ctx)
+		ms, err := f.readAll(ctx)
 		if err != nil {
-			return nil, err
+			f.retry(poll, full)
+			return Push{}, err
 		}
+		out.Messages = ms
 	}
 	// Offered messages that continue what was returned need no read.
 	for g, os := range offers {
@@ -200,7 +217,7 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([][]byte, error) {
 		slices.SortFunc(os, func(a, b offer) int { return cmp.Compare(a.seq, b.seq) })
 		for _, o := range os {
 			if o.seq == last+1 {
-				out = append(out, o.frame)
+				out.Messages = append(out.Messages, o.frame)
 				last = o.seq
 			}
 		}
@@ -212,10 +229,10 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([][]byte, error) {
 		}
 		ms, err := f.s.store.FetchGroup(ctx, f.dev, store.GroupID(g), f.pushed[g], Window)
 		if err != nil {
-			return nil, err
+			return Push{}, err
 		}
 		for i := range ms {
-			out = append(out, encodeMessage(&ms[i]))
+			out.Messages = append(out.Messages, encodeMessage(&ms[i]))
 			f.pushed[g] = ms[i].Seq
 		}
 		if len(ms) == Window { // more to read
@@ -226,8 +243,16 @@ func (f *Feed) Next(ctx context.Context, poll bool) ([][]byte, error) {
 			f.pushed[g] = max(f.pushed[g], seq)
 		}
 	}
-	f.s.m.Deliveries.WithLabelValues("push").Add(float64(len(out)))
+	f.s.m.Deliveries.WithLabelValues("push").Add(float64(len(out.Messages)))
 	return out, nil
+}
+
+// retry keeps a poll or full read that failed due for the next call.
+func (f *Feed) retry(poll, full bool) {
+	f.mu.Lock()
+	f.poll = f.poll || poll
+	f.full = f.full || full
+	f.mu.Unlock()
 }
 
 // readAll reads everything pending after the device's cursors and returns
@@ -260,9 +285,9 @@ func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-// Close ends the Feed's subscription.
+// Close ends the Feed's subscription. notify is not called after Close
+// returns, except by a call already under way.
 func (f *Feed) Close() {
 	f.s.hub.remove(f)
 	f.unsub()
-	f.ticker.Stop()
 }
