@@ -17,8 +17,8 @@ type Call struct {
 	CallID string `json:"call_id"`
 	Op     CallOp `json:"op"`
 	// SDP is the SFU's offer (CallOffer) or the device's answer
-	// (CallAnswer). Every audio and video section carries a=sframe
-	// (draft-ietf-avtcore-rtp-sframe), or the other side refuses it.
+	// (CallAnswer). Media is SFrame ciphertext in the codecs' own payload
+	// formats, so no SDP attribute announces it (docs/PROTOCOL.md).
 	SDP string `json:"sdp,omitempty"`
 	// ICEServers, with the first offer, are the STUN and TURN servers the
 	// device should use for this call.

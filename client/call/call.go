@@ -130,9 +130,6 @@ func (c *Call) Handle(ctx context.Context, f *proto.Call) error {
 }
 
 func (c *Call) answer(ctx context.Context, f *proto.Call) error {
-	if err := rtc.CheckSFrame(f.SDP); err != nil {
-		return fmt.Errorf("call: the SFU's offer: %w", err)
-	}
 	c.sigMu.Lock()
 	defer c.sigMu.Unlock()
 	if c.ended() {
@@ -169,12 +166,8 @@ func (c *Call) answer(ctx context.Context, f *proto.Call) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	sdp, err := rtc.MarkSFrame(c.pc.LocalDescription().SDP)
-	if err != nil {
-		return err
-	}
 	reply := c.frame(proto.CallAnswer)
-	reply.SDP = sdp
+	reply.SDP = c.pc.LocalDescription().SDP
 	return c.cfg.Signal(ctx, reply)
 }
 
@@ -268,7 +261,7 @@ func (c *Call) end(reason string) {
 }
 
 // A Sender sends one of our streams: it encrypts each frame with SFrame
-// and packetizes the ciphertext in the SFrame RTP payload format. It is
+// and packetizes the ciphertext in the codec's RTP payload format. It is
 // safe for concurrent use.
 type Sender struct {
 	call  *Call
@@ -359,7 +352,7 @@ type Remote struct {
 }
 
 func newRemote(c *Call, t *webrtc.TrackRemote) *Remote {
-	return &Remote{Device: t.StreamID(), Kind: t.Kind(), call: c, track: t, dp: newDepacketizer(c.cfg.MaxDelay), buf: make([]byte, 1500)}
+	return &Remote{Device: t.StreamID(), Kind: t.Kind(), call: c, track: t, dp: newDepacketizer(c.cfg.MaxDelay, t.Kind() == webrtc.RTPCodecTypeVideo), buf: make([]byte, 1500)}
 }
 
 // ReadFrame returns the stream's next frame that decrypts; frames that do

@@ -8,14 +8,17 @@
 //
 // As WebRTC encoded transforms do, a [Sender] encrypts each whole
 // encoded frame (an Opus packet, a VP8 frame) before packetization, and a
-// [Remote] decrypts after reassembly. The SFrame ciphertext travels in the
-// RTP payload format of draft-ietf-avtcore-rtp-sframe-02: a one-byte
-// descriptor (S for a frame's first packet, E for its last, T = 0 for
-// per-frame encryption) before each fragment, packets of at most 1200
-// bytes, the codec's payload type and the frame's timestamp on each. The
-// receiver reassembles frames in order, drops duplicates, and skips a
-// frame missing a packet after Config.MaxDelay. Frames come out exactly
-// as they went in.
+// [Remote] decrypts after reassembly. The choice is the codec's payload
+// descriptor in the clear, as browsers do: the ciphertext travels in the
+// codec's own RTP payload format, so a browser and a Go client hear each
+// other. Opus (RFC 7587): one frame per packet. VP8 (RFC 7741, pion's
+// VP8Payloader): packets of at most 1200 bytes, each a VP8 payload
+// descriptor (S = 1 on the frame's first packet) and a fragment of the
+// ciphertext, the marker bit on the last. The draft RTP payload format
+// for SFrame (draft-ietf-avtcore-rtp-sframe) is not used. The receiver
+// reassembles frames by sequence number, timestamp and marker bit, drops
+// duplicates, and skips a frame missing a packet after Config.MaxDelay.
+// Frames come out exactly as they went in.
 //
 // # Keys
 //

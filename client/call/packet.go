@@ -4,75 +4,64 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 )
 
-// The SFrame RTP payload format (draft-ietf-avtcore-rtp-sframe-02 §4):
-// each packet's payload is a one-byte SFrame payload descriptor followed
-// by a fragment of one SFrame ciphertext.
+// Packetization, as browsers do it with WebRTC encoded transforms: the
+// SFrame ciphertext of a whole frame is carried in the codec's own RTP
+// payload format, with the codec's payload descriptor in the clear.
 //
-//	 0 1 2 3 4 5 6 7
-//	+-+-+-+-+-+-+-+-+
-//	|S|E|T|    0    |
-//	+-+-+-+-+-+-+-+-+
+//   - Opus (RFC 7587): one frame per packet, the ciphertext is the whole
+//     payload.
+//   - VP8 (RFC 7741): the ciphertext is split into packets of at most
+//     maxPacketSize bytes, each behind a one-byte VP8 payload descriptor
+//     (S = 1 and PID = 0 on a frame's first packet), with the marker bit
+//     on a frame's last packet; all packets of a frame share its RTP
+//     timestamp.
 //
-// S marks a frame's first packet and E its last; T is 0 because Hush
-// encrypts whole media frames ("per-frame SFrame", the encoded-transform
-// way) rather than packets. The other bits are reserved and sent as zero.
-// All packets of a frame share its RTP timestamp and payload type, which
-// names the codec inside (Opus or VP8); the marker bit is set on a video
-// frame's last packet.
-const (
-	descS = 0x80
-	descE = 0x40
-	descT = 0x20
-)
+// The receiver reassembles a video frame from consecutive sequence
+// numbers: a packet with S = 1 and PID = 0 starts it, the packets that
+// follow carry its timestamp, and the one with the marker bit ends it.
 
 // maxPacketSize bounds the RTP packets Hush sends (header and payload),
 // to stay under the path MTU with SRTP's tag and the IP and UDP headers.
+// An audio frame is always one packet, whatever its size.
 const maxPacketSize = 1200
 
 // rtpHeaderLen is the length of the headers Hush sends: no CSRC, no
 // extension.
 const rtpHeaderLen = 12
 
-// maxFragment is the most ciphertext bytes in one packet.
-const maxFragment = maxPacketSize - rtpHeaderLen - 1
+// maxPayload is the most payload bytes (descriptor included) in one
+// video packet.
+const maxPayload = maxPacketSize - rtpHeaderLen
 
 // packetizer splits SFrame ciphertexts into RTP packets of one stream.
 // The SSRC and payload type are set by the track on sending.
 type packetizer struct {
 	seq uint16
+	vp8 codecs.VP8Payloader
 }
 
-// packetize returns the packets of one frame. Their payloads share one
-// buffer.
-func (p *packetizer) packetize(frame []byte, timestamp uint32, marker bool) []*rtp.Packet {
-	n := (len(frame) + maxFragment - 1) / maxFragment
-	if n == 0 {
-		n = 1
+// packetize returns the packets of one frame: one for audio; for video,
+// VP8 payloads with the marker bit on the last.
+func (p *packetizer) packetize(frame []byte, timestamp uint32, video bool) []*rtp.Packet {
+	var payloads [][]byte
+	if video {
+		payloads = p.vp8.Payload(maxPayload, frame)
+	} else {
+		payloads = [][]byte{frame}
 	}
-	buf := make([]byte, 0, len(frame)+n)
-	pkts := make([]*rtp.Packet, n)
-	for i := range n {
-		frag := frame[min(i*maxFragment, len(frame)):min((i+1)*maxFragment, len(frame))]
-		var d byte
-		if i == 0 {
-			d |= descS
-		}
-		if i == n-1 {
-			d |= descE
-		}
-		start := len(buf)
-		buf = append(buf, d)
-		buf = append(buf, frag...)
+	pkts := make([]*rtp.Packet, len(payloads))
+	for i, pl := range payloads {
 		pkts[i] = &rtp.Packet{
 			Header: rtp.Header{
 				Version:        2,
-				Marker:         marker && i == n-1,
+				Marker:         video && i == len(payloads)-1,
 				SequenceNumber: p.seq,
 				Timestamp:      timestamp,
 			},
-			Payload: buf[start:len(buf):len(buf)],
+			Payload: pl,
 		}
 		p.seq++
 	}
@@ -94,13 +83,14 @@ type encodedFrame struct {
 }
 
 // depacketizer reassembles SFrame ciphertexts from the RTP packets of one
-// stream (draft-ietf-avtcore-rtp-sframe-02 §5.2) and hands them out in
-// sequence order. Duplicates are dropped. A frame with a missing packet
-// holds back the frames after it for at most maxDelay, then is skipped;
-// so is a frame whose packets disagree on T or the payload type, or that
-// T marks as packetized content, which Hush never sends.
+// stream and hands them out in sequence order. Duplicates are dropped. A
+// frame with a missing packet holds back the frames after it for at most
+// maxDelay, then is skipped; so is a video frame whose packets disagree
+// on the timestamp or the payload type, or that another frame's start
+// interrupts.
 type depacketizer struct {
 	maxDelay time.Duration
+	video    bool
 
 	started bool
 	next    uint64 // extended sequence number where the next frame starts
@@ -110,25 +100,35 @@ type depacketizer struct {
 }
 
 type heldPacket struct {
-	desc        byte
+	start, end  bool // the frame's first packet; its last
 	payloadType uint8
 	timestamp   uint32
-	data        []byte // the fragment, without the descriptor
+	data        []byte // the fragment, without the codec's descriptor
 }
 
-func newDepacketizer(maxDelay time.Duration) *depacketizer {
-	return &depacketizer{maxDelay: maxDelay, held: make(map[uint64]heldPacket)}
+func newDepacketizer(maxDelay time.Duration, video bool) *depacketizer {
+	return &depacketizer{maxDelay: maxDelay, video: video, held: make(map[uint64]heldPacket)}
 }
 
 // push adds a packet received at now and appends to out every frame it
 // completes, in order.
 func (d *depacketizer) push(out []encodedFrame, p *rtp.Packet, now time.Time) []encodedFrame {
-	if len(p.Payload) == 0 {
+	h := heldPacket{start: true, end: true, payloadType: p.PayloadType, timestamp: p.Timestamp}
+	data := p.Payload
+	if d.video {
+		var vp codecs.VP8Packet
+		var err error
+		if data, err = vp.Unmarshal(p.Payload); err != nil {
+			return out // no VP8 payload descriptor
+		}
+		h.start = vp.S == 1 && vp.PID == 0
+		h.end = p.Marker
+	}
+	if len(data) == 0 {
 		return out
 	}
-	desc := p.Payload[0]
 	if !d.started {
-		if desc&descS == 0 {
+		if !h.start {
 			return out // joined mid-frame: wait for a frame's start
 		}
 		d.started = true
@@ -142,7 +142,8 @@ func (d *depacketizer) push(out []encodedFrame, p *rtp.Packet, now time.Time) []
 	if _, dup := d.held[ext]; dup {
 		return out
 	}
-	d.held[ext] = heldPacket{desc: desc, payloadType: p.PayloadType, timestamp: p.Timestamp, data: append([]byte(nil), p.Payload[1:]...)}
+	h.data = append([]byte(nil), data...)
+	d.held[ext] = h
 	d.highest = max(d.highest, ext)
 	return d.drain(out, now)
 }
@@ -189,7 +190,7 @@ func (d *depacketizer) head() (uint64, frameState) {
 	if !ok {
 		return 0, frameIncomplete
 	}
-	if first.desc&descS == 0 || first.desc&descT != 0 {
+	if !first.start {
 		return 0, frameBroken
 	}
 	for s := d.next; s <= d.highest; s++ {
@@ -197,10 +198,10 @@ func (d *depacketizer) head() (uint64, frameState) {
 		if !ok {
 			return 0, frameIncomplete
 		}
-		if h.desc&descT != 0 || h.payloadType != first.payloadType || (s > d.next && h.desc&descS != 0) {
+		if h.payloadType != first.payloadType || h.timestamp != first.timestamp || (s > d.next && h.start) {
 			return 0, frameBroken
 		}
-		if h.desc&descE != 0 {
+		if h.end {
 			return s, frameComplete
 		}
 	}
@@ -228,7 +229,7 @@ func (d *depacketizer) emit(out []encodedFrame, end uint64) []encodedFrame {
 func (d *depacketizer) skip() {
 	next := d.highest + 1
 	for s, h := range d.held {
-		if s > d.next && s < next && h.desc&descS != 0 {
+		if s > d.next && s < next && h.start {
 			next = s
 		}
 	}

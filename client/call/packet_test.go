@@ -13,9 +13,9 @@ import (
 func frames(rng *rand.Rand, n int) [][]byte {
 	var fs [][]byte
 	for i := range n {
-		size := rng.IntN(300)
+		size := 1 + rng.IntN(300) // SFrame ciphertexts are never empty
 		if i%5 == 0 {
-			size = 3 * maxFragment // several packets
+			size = 3 * maxPayload // several packets
 		}
 		f := make([]byte, size)
 		for j := range f {
@@ -36,7 +36,11 @@ func packetizeAll(fs [][]byte, seq uint16) []*rtp.Packet {
 }
 
 func depacketizeAll(pkts []*rtp.Packet, step time.Duration) [][]byte {
-	d := newDepacketizer(defaultMaxDelay)
+	return depacketizeKind(pkts, step, true)
+}
+
+func depacketizeKind(pkts []*rtp.Packet, step time.Duration, video bool) [][]byte {
+	d := newDepacketizer(defaultMaxDelay, video)
 	now := time.Unix(0, 0)
 	var out []encodedFrame
 	for _, p := range pkts {
@@ -112,21 +116,95 @@ func TestDepacketizeJoinMidFrame(t *testing.T) {
 	}
 }
 
-// FuzzDepacketize feeds arbitrary packets to the depacketizer: it must
-// not panic, must bound what it holds, and every frame it returns must be
-// the concatenation of fragments it was given.
-func FuzzDepacketize(f *testing.F) {
-	rng := rand.New(rand.NewPCG(9, 10))
-	var seed []byte
-	for _, p := range packetizeAll(frames(rng, 6), 65530) {
-		b, _ := p.Marshal()
-		seed = append(seed, byte(len(b)>>8), byte(len(b)))
-		seed = append(seed, b...)
+func packetizeAudio(fs [][]byte, seq uint16) []*rtp.Packet {
+	p := packetizer{seq: seq}
+	var pkts []*rtp.Packet
+	for i, f := range fs {
+		pkts = append(pkts, p.packetize(f, uint32(i*960), false)...)
 	}
-	f.Add(seed)
-	f.Add([]byte{0, 13, 0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		d := newDepacketizer(defaultMaxDelay)
+	return pkts
+}
+
+// TestPacketizeFormats checks the codecs' own payload formats: one Opus
+// frame per packet, as is; VP8 behind the RFC 7741 descriptor, S on the
+// first packet only, the marker bit on the last only.
+func TestPacketizeFormats(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	fs := frames(rng, 10)
+	audio := packetizeAudio(fs, 7)
+	if len(audio) != len(fs) {
+		t.Fatalf("%d audio packets for %d frames", len(audio), len(fs))
+	}
+	for i, p := range audio {
+		if !bytes.Equal(p.Payload, fs[i]) || p.Marker || p.SequenceNumber != uint16(7+i) {
+			t.Fatalf("audio packet %d is not its frame as is", i)
+		}
+	}
+	p := packetizer{}
+	big := fs[0] // 3*maxPayload bytes
+	pkts := p.packetize(big, 1234, true)
+	if len(pkts) != 4 {
+		t.Fatalf("%d packets for a frame of %d bytes", len(pkts), len(big))
+	}
+	var joined []byte
+	for i, pk := range pkts {
+		wantDesc := byte(0)
+		if i == 0 {
+			wantDesc = 0x10
+		}
+		if pk.Payload[0] != wantDesc || pk.Marker != (i == len(pkts)-1) || pk.Timestamp != 1234 {
+			t.Fatalf("packet %d: descriptor %#x marker %v", i, pk.Payload[0], pk.Marker)
+		}
+		joined = append(joined, pk.Payload[1:]...)
+	}
+	if !bytes.Equal(joined, big) {
+		t.Fatal("the fragments do not make the frame")
+	}
+}
+
+func TestDepacketizeAudio(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	fs := frames(rng, 30)
+	pkts := packetizeAudio(fs, 65530)
+	// Swap neighbours and repeat some: audio frames come out in order.
+	mixed := []*rtp.Packet{pkts[0]}
+	for i := 1; i+1 < len(pkts); i += 2 {
+		mixed = append(mixed, pkts[i+1], pkts[i], pkts[i])
+	}
+	if len(pkts)%2 == 0 {
+		mixed = append(mixed, pkts[len(pkts)-1])
+	}
+	if got := depacketizeKind(mixed, time.Millisecond, false); !slices.EqualFunc(got, fs, bytes.Equal) {
+		t.Fatalf("got %d frames back of %d", len(got), len(fs))
+	}
+}
+
+// TestDepacketizeLostEnd loses a video frame's last packet, the one
+// with the marker bit: the frame is skipped once MaxDelay has passed, and
+// the frames after it come out whole.
+func TestDepacketizeLostEnd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	fs := frames(rng, 11) // frame 5 spans four packets
+	pkts := packetizeAll(fs, 0)
+	for i, p := range pkts {
+		if p.Timestamp == 5*3000 && p.Marker {
+			pkts = slices.Delete(pkts, i, i+1)
+			break
+		}
+	}
+	want := slices.Delete(slices.Clone(fs), 5, 6)
+	if got := depacketizeAll(pkts, 20*time.Millisecond); !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("got %d frames back, want %d", len(got), len(want))
+	}
+}
+
+// FuzzDepacketize feeds arbitrary packets to the depacketizer, of a
+// video or an audio stream: it must not panic, must bound what it holds,
+// and the frames it returns must not hold more bytes than the payloads
+// it was given. The seeds are in testdata/fuzz/FuzzDepacketize.
+func FuzzDepacketize(f *testing.F) {
+	f.Fuzz(func(t *testing.T, video bool, data []byte) {
+		d := newDepacketizer(defaultMaxDelay, video)
 		now := time.Unix(0, 0)
 		var total int
 		for len(data) >= 2 {

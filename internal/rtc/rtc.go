@@ -1,8 +1,11 @@
 // Package rtc holds the WebRTC settings that Hush's SFU (server/calls) and
 // its clients (client/call) must agree on, all on pion/webrtc: the codecs
-// and their payload types, the interceptors, the ICE settings, and the
-// a=sframe SDP attribute of draft-ietf-avtcore-rtp-sframe that marks a
-// media section as carrying SFrame ciphertext.
+// and their payload types, the interceptors and the ICE settings.
+//
+// Calls carry SFrame ciphertext in the codecs' own RTP payload formats, as
+// browsers' encoded transforms do (see client/call), not in the payload
+// format of draft-ietf-avtcore-rtp-sframe, so their SDP carries no
+// a=sframe: [MarkSFrame] and [CheckSFrame] are kept for tests only.
 package rtc
 
 import (
@@ -17,8 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Payload types. The payload type of an SFrame packet names the codec of
-// the frame inside the ciphertext (draft-ietf-avtcore-rtp-sframe §4).
+// Payload types of the codecs, whose frames travel SFrame-encrypted.
 const (
 	PayloadTypeOpus = 111
 	PayloadTypeVP8  = 96

@@ -17,8 +17,7 @@
 // with [SFU.Connect] and passes it each "call" frame ([proto.Call]):
 // join, answer, leave. The SFU always makes the offers: on join, and
 // whenever the tracks a device receives change; each carries every ICE
-// candidate (no trickle) and a=sframe in each media section. An answer
-// without a=sframe is refused. ICE on loopback needs no STUN or TURN
+// candidate (no trickle). ICE on loopback needs no STUN or TURN
 // (Options.LoopbackOnly); on real networks the SFU needs a reachable
 // address (Options.PublicIPs, Options.UDPPortMin/Max) and devices behind
 // restrictive NATs a TURN server (Options.ICEServers, sent with the first
@@ -38,9 +37,10 @@
 // # Security considerations
 //
 // The SFU holds no media key: a test fails if it links the packages
-// that derive them. Payloads are SFrame ciphertext (RFC 9605) in the RTP
-// payload format of draft-ietf-avtcore-rtp-sframe; the SFU sees the RTP
-// headers, the SFrame headers (so each frame's key ID, which carries the
+// that derive them. Payloads are SFrame ciphertext (RFC 9605) in the
+// codecs' own RTP payload formats (Opus; VP8 with its payload descriptor
+// in the clear, as browsers send it); the SFU sees the RTP headers, the
+// VP8 descriptors, the SFrame headers (so each frame's key ID, which carries the
 // sender's leaf index and the epoch's low bits) and the frames' sizes and
 // times. [Options.TestHookForward] exists for the tests that prove the
 // payloads are ciphertext; production code leaves it nil.

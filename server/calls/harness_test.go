@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
 
@@ -393,10 +394,10 @@ func readRecording(t testing.TB, name string) [][]byte {
 	return out
 }
 
-// checkCiphertext checks what the SFU saw: every payload is an SFrame
-// RTP payload whose frames start with an SFrame header under a KID of a
-// member, and no run of plaintext from any sent frame appears in any
-// payload.
+// checkCiphertext checks what the SFU saw: every payload carries SFrame
+// ciphertext in the codec's payload format, each frame starting with an
+// SFrame header under a KID of a member, and no run of plaintext from any
+// sent frame appears in any payload.
 func (h *harness) checkCiphertext(sent []*media) {
 	h.t.Helper()
 	const window = 16
@@ -414,11 +415,22 @@ func (h *harness) checkCiphertext(sent []*media) {
 		h.t.Fatal("the SFU forwarded nothing")
 	}
 	for _, f := range h.forwarded {
-		if len(f.Payload) < 2 || f.Payload[0]&0x3f != 0 {
-			h.t.Fatalf("payload from %s without an SFrame descriptor: % x", f.From, f.Payload[:min(8, len(f.Payload))])
+		// Audio: the payload is the SFrame ciphertext. Video: the RFC 7741
+		// descriptor in the clear, then a fragment of the ciphertext; a
+		// frame's first packet (S = 1, PID = 0) starts with its header.
+		ct := f.Payload
+		if f.Kind == webrtc.RTPCodecTypeVideo {
+			var vp codecs.VP8Packet
+			var err error
+			if ct, err = vp.Unmarshal(f.Payload); err != nil {
+				h.t.Fatalf("video payload from %s without a VP8 descriptor: %v", f.From, err)
+			}
+			if vp.S == 0 || vp.PID != 0 {
+				ct = nil
+			}
 		}
-		if f.Payload[0]&0x80 != 0 {
-			hdr, _, err := sframe.ParseHeader(f.Payload[1:])
+		if ct != nil {
+			hdr, _, err := sframe.ParseHeader(ct)
 			if err != nil {
 				h.t.Fatalf("frame from %s without an SFrame header: %v", f.From, err)
 			}

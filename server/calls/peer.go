@@ -6,7 +6,6 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"github.com/hush-chat/hush/internal/rtc"
 	"github.com/hush-chat/hush/proto"
 )
 
@@ -67,11 +66,7 @@ func (p *peer) offer() error {
 		return err
 	}
 	<-gathered
-	sdp, err := rtc.MarkSFrame(p.pc.LocalDescription().SDP)
-	if err != nil {
-		return err
-	}
-	c := &proto.Call{GroupID: []byte(p.room.key.group), CallID: p.room.key.call, Op: proto.CallOffer, SDP: sdp}
+	c := &proto.Call{GroupID: []byte(p.room.key.group), CallID: p.room.key.call, Op: proto.CallOffer, SDP: p.pc.LocalDescription().SDP}
 	if !p.sentServers {
 		c.ICEServers = p.room.sfu.opts.ICEServers
 		p.sentServers = true
@@ -88,9 +83,6 @@ func (p *peer) answer(sdp string) error {
 	defer p.sigMu.Unlock()
 	if !p.offerOut || p.ended {
 		return &proto.Error{Code: proto.CodeConflict, Message: "no offer to answer"}
-	}
-	if err := rtc.CheckSFrame(sdp); err != nil {
-		return &proto.Error{Code: proto.CodeBadRequest, Message: "answer: every media section must carry a=sframe"}
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
 		return &proto.Error{Code: proto.CodeBadRequest, Message: "answer: " + err.Error()}

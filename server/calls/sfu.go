@@ -62,7 +62,7 @@ type Forwarded struct {
 	CallID  string
 	From    string // the publishing device
 	Kind    webrtc.RTPCodecType
-	Payload []byte // the RTP payload: an SFrame payload descriptor and ciphertext
+	Payload []byte // the RTP payload: SFrame ciphertext (video: behind a VP8 payload descriptor)
 }
 
 // ErrClosed is returned for a join after [SFU.Close].
