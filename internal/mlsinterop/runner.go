@@ -184,8 +184,31 @@ type player struct {
 	group       []string            // the actors in the group, as far as the script says
 }
 
-func (p *player) call(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, p.run.Timeout)
+// callAs calls an RPC of actor's client, bounded by the run's timeout; an
+// error says that actor failed to do what.
+func callAs[R any](ctx context.Context, p *player, actor, what string, rpc func(context.Context, pb.MLSClientClient) (R, error)) (R, error) {
+	var zero R
+	c, err := p.client(actor)
+	if err != nil {
+		return zero, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.run.Timeout)
+	defer cancel()
+	r, err := rpc(ctx, c.RPC)
+	if err != nil {
+		return zero, fmt.Errorf("%s %s: %w", actor, what, err)
+	}
+	return r, nil
+}
+
+// callOnState is callAs for an RPC on actor's group state.
+func callOnState[R any](ctx context.Context, p *player, actor, what string, rpc func(context.Context, pb.MLSClientClient, uint32) (R, error)) (R, error) {
+	_, id, err := p.stateOf(actor)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	return callAs(ctx, p, actor, what, func(ctx context.Context, c pb.MLSClientClient) (R, error) { return rpc(ctx, c, id) })
 }
 
 // output returns what step i produced under name.
@@ -341,67 +364,76 @@ func (p *player) changeSuite() error {
 	return nil
 }
 
-// step performs step i.
-func (p *player) step(ctx context.Context, i int, st Step) error {
-	switch st.Action {
-	case "createGroup":
-		return p.createGroup(ctx, i, st)
-	case "createKeyPackage":
-		return p.createKeyPackage(ctx, i, st)
-	case "joinGroup":
-		return p.joinGroup(ctx, st)
-	case "externalJoin":
-		return p.externalJoin(ctx, i, st)
-	case "installExternalPSK":
-		return p.installExternalPSK(ctx, i, st)
-	case "groupInfo":
-		return p.groupInfo(ctx, i, st)
-	case "addProposal", "updateProposal", "removeProposal", "externalPSKProposal",
-		"resumptionPSKProposal", "groupContextExtensionsProposal":
-		return p.propose(ctx, i, st)
-	case "fullCommit":
-		return p.fullCommit(ctx, i, st)
-	case "commit":
-		return p.commit(ctx, i, st)
-	case "handleCommit":
-		return p.handleCommit(ctx, st)
-	case "handlePendingCommit":
-		_, err := p.handlePending(ctx, st.Actor)
-		return err
-	case "protect":
-		return p.protect(ctx, i, st)
-	case "unprotect":
-		return p.unprotect(ctx, i, st)
-	case "reinit":
-		return p.reinit(ctx, st)
-	case "branch":
-		return p.branch(ctx, st)
-	case "newMemberAddProposal":
-		return p.newMemberAddProposal(ctx, i, st)
-	case "addExternalSigner":
-		return p.addExternalSigner(ctx, i, st)
-	case "externalSignerProposal":
-		return p.externalSignerProposal(ctx, i, st)
-	}
-	return fmt.Errorf("unknown action %q", st.Action)
+// action performs step i of a script, st.
+type action func(p *player, ctx context.Context, i int, st Step) error
+
+// actions are the steps a script can take, by name.
+var actions = map[string]action{
+	"createGroup":                    withParams((*player).createGroup),
+	"createKeyPackage":               (*player).createKeyPackage,
+	"joinGroup":                      withParams((*player).joinGroup),
+	"externalJoin":                   withParams((*player).externalJoin),
+	"installExternalPSK":             withParams((*player).installExternalPSK),
+	"groupInfo":                      withParams((*player).groupInfo),
+	"addProposal":                    withParams((*player).propose),
+	"updateProposal":                 withParams((*player).propose),
+	"removeProposal":                 withParams((*player).propose),
+	"externalPSKProposal":            withParams((*player).propose),
+	"resumptionPSKProposal":          withParams((*player).propose),
+	"groupContextExtensionsProposal": withParams((*player).propose),
+	"fullCommit":                     withParams((*player).fullCommit),
+	"commit":                         withParams((*player).commit),
+	"handleCommit":                   withParams((*player).handleCommit),
+	"handlePendingCommit":            (*player).handlePendingCommit,
+	"protect":                        withParams((*player).protect),
+	"unprotect":                      withParams((*player).unprotect),
+	"reinit":                         withParams((*player).reinit),
+	"branch":                         withParams((*player).branch),
+	"newMemberAddProposal":           withParams((*player).newMemberAddProposal),
+	"addExternalSigner":              withParams((*player).addExternalSigner),
+	"externalSignerProposal":         withParams((*player).externalSignerProposal),
 }
 
-func (p *player) createGroup(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Members []string `json:"members"`
+// step performs step i.
+func (p *player) step(ctx context.Context, i int, st Step) error {
+	act, ok := actions[st.Action]
+	if !ok {
+		return fmt.Errorf("unknown action %q", st.Action)
 	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
+	return act(p, ctx, i, st)
+}
+
+// withParams is the action of a step method that takes the step's
+// parameters decoded as a T.
+func withParams[T any](f func(p *player, ctx context.Context, i int, st Step, params T) error) action {
+	return func(p *player, ctx context.Context, i int, st Step) error {
+		var params T
+		if err := json.Unmarshal(st.Raw, &params); err != nil {
+			return err
+		}
+		return f(p, ctx, i, st, params)
 	}
-	c, err := p.client(st.Actor)
-	if err != nil {
-		return err
+}
+
+// treeCheck checks that a ratchet tree came back exactly when asked for.
+func treeCheck(asked bool, tree []byte) error {
+	if asked != (len(tree) > 0) {
+		return fmt.Errorf("ratchet tree returned %t, asked for it %t", len(tree) > 0, asked)
 	}
+	return nil
+}
+
+// createGroupParams are the parameters of the step createGroup.
+type createGroupParams struct {
+	Members []string `json:"members"`
+}
+
+func (p *player) createGroup(ctx context.Context, i int, st Step, params createGroupParams) error {
 	groupID := randomID()
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.CreateGroup(cctx, &pb.CreateGroupRequest{
-		GroupId: groupID, CipherSuite: p.suite, EncryptHandshake: p.run.EncryptHandshake, Identity: []byte(st.Actor)})
+	resp, err := callAs(ctx, p, st.Actor, "creates the group", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.CreateGroupResponse, error) {
+		return rpc.CreateGroup(ctx, &pb.CreateGroupRequest{
+			GroupId: groupID, CipherSuite: p.suite, EncryptHandshake: p.run.EncryptHandshake, Identity: []byte(st.Actor)})
+	})
 	if err != nil {
 		return err
 	}
@@ -426,13 +458,9 @@ func (p *player) createGroup(ctx context.Context, i int, st Step) error {
 // keyPackage has actor's client make a KeyPackage and remembers the
 // transaction.
 func (p *player) keyPackage(ctx context.Context, actor string) ([]byte, error) {
-	c, err := p.client(actor)
-	if err != nil {
-		return nil, err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.CreateKeyPackage(cctx, &pb.CreateKeyPackageRequest{CipherSuite: p.suite, Identity: []byte(actor)})
+	resp, err := callAs(ctx, p, actor, "makes a KeyPackage", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.CreateKeyPackageResponse, error) {
+		return rpc.CreateKeyPackage(ctx, &pb.CreateKeyPackageRequest{CipherSuite: p.suite, Identity: []byte(actor)})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -449,13 +477,12 @@ func (p *player) createKeyPackage(ctx context.Context, i int, st Step) error {
 	return nil
 }
 
-func (p *player) joinGroup(ctx context.Context, st Step) error {
-	var params struct {
-		Welcome int `json:"welcome"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// joinGroupParams are the parameters of the step joinGroup.
+type joinGroupParams struct {
+	Welcome int `json:"welcome"`
+}
+
+func (p *player) joinGroup(ctx context.Context, _ int, st Step, params joinGroupParams) error {
 	welcome, err := p.output(params.Welcome, "welcome")
 	if err != nil {
 		return err
@@ -467,37 +494,35 @@ func (p *player) joinGroup(ctx context.Context, st Step) error {
 
 // join has actor join from a Welcome with its last KeyPackage.
 func (p *player) join(ctx context.Context, actor string, welcome, tree []byte) ([]byte, error) {
-	c, err := p.client(actor)
-	if err != nil {
+	if _, err := p.client(actor); err != nil {
 		return nil, err
 	}
 	tx, ok := p.transaction[actor]
 	if !ok {
 		return nil, fmt.Errorf("%s has no KeyPackage", actor)
 	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.JoinGroup(cctx, &pb.JoinGroupRequest{TransactionId: tx, Welcome: welcome,
-		EncryptHandshake: p.run.EncryptHandshake, Identity: []byte(actor), RatchetTree: tree})
+	resp, err := callAs(ctx, p, actor, "joins", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.JoinGroupResponse, error) {
+		return rpc.JoinGroup(ctx, &pb.JoinGroupRequest{TransactionId: tx, Welcome: welcome,
+			EncryptHandshake: p.run.EncryptHandshake, Identity: []byte(actor), RatchetTree: tree})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s joins: %w", actor, err)
+		return nil, err
 	}
 	delete(p.transaction, actor)
 	p.state[actor] = resp.GetStateId()
 	return resp.GetEpochAuthenticator(), nil
 }
 
-func (p *player) externalJoin(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Joiner       string   `json:"joiner"`
-		Members      []string `json:"members"`
-		ExternalTree bool     `json:"externalTree"`
-		RemovePrior  bool     `json:"removePrior"`
-		PSKs         []int    `json:"psks"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// externalJoinParams are the parameters of the step externalJoin.
+type externalJoinParams struct {
+	Joiner       string   `json:"joiner"`
+	Members      []string `json:"members"`
+	ExternalTree bool     `json:"externalTree"`
+	RemovePrior  bool     `json:"removePrior"`
+	PSKs         []int    `json:"psks"`
+}
+
+func (p *player) externalJoin(ctx context.Context, i int, st Step, params externalJoinParams) error {
 	gi, tree, err := p.fetchGroupInfo(ctx, st.Actor, params.ExternalTree)
 	if err != nil {
 		return err
@@ -516,15 +541,11 @@ func (p *player) externalJoin(ctx context.Context, i int, st Step) error {
 		}
 		req.Psks = append(req.Psks, &pb.PreSharedKey{PskId: id, PskSecret: secret})
 	}
-	c, err := p.client(params.Joiner)
+	resp, err := callAs(ctx, p, params.Joiner, "joins externally", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.ExternalJoinResponse, error) {
+		return rpc.ExternalJoin(ctx, req)
+	})
 	if err != nil {
 		return err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.ExternalJoin(cctx, req)
-	if err != nil {
-		return fmt.Errorf("%s joins externally: %w", params.Joiner, err)
 	}
 	p.state[params.Joiner] = resp.GetStateId()
 	p.out[i]["commit"] = resp.GetCommit()
@@ -543,29 +564,24 @@ func (p *player) externalJoin(ctx context.Context, i int, st Step) error {
 }
 
 func (p *player) fetchGroupInfo(ctx context.Context, actor string, externalTree bool) (gi, tree []byte, err error) {
-	c, id, err := p.stateOf(actor)
+	resp, err := callOnState(ctx, p, actor, "gives the GroupInfo", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.GroupInfoResponse, error) {
+		return rpc.GroupInfo(ctx, &pb.GroupInfoRequest{StateId: id, ExternalTree: externalTree})
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.GroupInfo(cctx, &pb.GroupInfoRequest{StateId: id, ExternalTree: externalTree})
-	if err != nil {
+	if err := treeCheck(externalTree, resp.GetRatchetTree()); err != nil {
 		return nil, nil, err
-	}
-	if externalTree != (len(resp.GetRatchetTree()) > 0) {
-		return nil, nil, fmt.Errorf("ratchet tree returned %t, asked for it %t", len(resp.GetRatchetTree()) > 0, externalTree)
 	}
 	return resp.GetGroupInfo(), resp.GetRatchetTree(), nil
 }
 
-func (p *player) groupInfo(ctx context.Context, i int, st Step) error {
-	var params struct {
-		ExternalTree bool `json:"externalTree"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// groupInfoParams are the parameters of the step groupInfo.
+type groupInfoParams struct {
+	ExternalTree bool `json:"externalTree"`
+}
+
+func (p *player) groupInfo(ctx context.Context, i int, st Step, params groupInfoParams) error {
 	gi, tree, err := p.fetchGroupInfo(ctx, st.Actor, params.ExternalTree)
 	if err != nil {
 		return err
@@ -574,20 +590,18 @@ func (p *player) groupInfo(ctx context.Context, i int, st Step) error {
 	return nil
 }
 
-func (p *player) installExternalPSK(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Clients []string `json:"clients"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// installExternalPSKParams are the parameters of the step installExternalPSK.
+type installExternalPSKParams struct {
+	Clients []string `json:"clients"`
+}
+
+func (p *player) installExternalPSK(ctx context.Context, i int, st Step, params installExternalPSKParams) error {
 	id, secret := make([]byte, 32), make([]byte, 32)
 	rand.Read(id)
 	rand.Read(secret)
 	p.out[i]["psk_id"], p.out[i]["psk_secret"] = id, secret
 	for _, a := range params.Clients {
-		c, err := p.client(a)
-		if err != nil {
+		if _, err := p.client(a); err != nil {
 			return err
 		}
 		h, ok := p.state[a]
@@ -596,9 +610,9 @@ func (p *player) installExternalPSK(ctx context.Context, i int, st Step) error {
 				return fmt.Errorf("%s has neither a state nor a transaction", a)
 			}
 		}
-		cctx, cancel := p.call(ctx)
-		_, err = c.RPC.StorePSK(cctx, &pb.StorePSKRequest{StateOrTransactionId: h, PskId: id, PskSecret: secret})
-		cancel()
+		_, err := callAs(ctx, p, a, "stores the PSK", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.StorePSKResponse, error) {
+			return rpc.StorePSK(ctx, &pb.StorePSKRequest{StateOrTransactionId: h, PskId: id, PskSecret: secret})
+		})
 		if err != nil {
 			return err
 		}
@@ -606,48 +620,46 @@ func (p *player) installExternalPSK(ctx context.Context, i int, st Step) error {
 	return nil
 }
 
-func (p *player) propose(ctx context.Context, i int, st Step) error {
-	var params struct {
-		KeyPackage int         `json:"keyPackage"`
-		Removed    string      `json:"removed"`
-		PSKID      int         `json:"pskID"`
-		EpochID    uint64      `json:"epochID"`
-		Extensions []extension `json:"extensions"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
-	c, id, err := p.stateOf(st.Actor)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	var resp *pb.ProposalResponse
+// proposeParams are the parameters of the step propose.
+type proposeParams struct {
+	KeyPackage int         `json:"keyPackage"`
+	Removed    string      `json:"removed"`
+	PSKID      int         `json:"pskID"`
+	EpochID    uint64      `json:"epochID"`
+	Extensions []extension `json:"extensions"`
+}
+
+func (p *player) propose(ctx context.Context, i int, st Step, params proposeParams) error {
+	var kp, pskID []byte
+	var err error
 	switch st.Action {
 	case "addProposal":
-		kp, kerr := p.output(params.KeyPackage, "key_package")
-		if kerr != nil {
-			return kerr
-		}
-		resp, err = c.RPC.AddProposal(cctx, &pb.AddProposalRequest{StateId: id, KeyPackage: kp})
-	case "updateProposal":
-		resp, err = c.RPC.UpdateProposal(cctx, &pb.UpdateProposalRequest{StateId: id})
-	case "removeProposal":
-		resp, err = c.RPC.RemoveProposal(cctx, &pb.RemoveProposalRequest{StateId: id, RemovedId: []byte(params.Removed)})
+		kp, err = p.output(params.KeyPackage, "key_package")
 	case "externalPSKProposal":
-		pskID, perr := p.output(params.PSKID, "psk_id")
-		if perr != nil {
-			return perr
-		}
-		resp, err = c.RPC.ExternalPSKProposal(cctx, &pb.ExternalPSKProposalRequest{StateId: id, PskId: pskID})
-	case "resumptionPSKProposal":
-		resp, err = c.RPC.ResumptionPSKProposal(cctx, &pb.ResumptionPSKProposalRequest{StateId: id, EpochId: params.EpochID})
-	case "groupContextExtensionsProposal":
-		resp, err = c.RPC.GroupContextExtensionsProposal(cctx, &pb.GroupContextExtensionsProposalRequest{StateId: id, Extensions: toPB(params.Extensions)})
+		pskID, err = p.output(params.PSKID, "psk_id")
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %s: %w", st.Actor, st.Action, err)
+		return err
+	}
+	resp, err := callOnState(ctx, p, st.Actor, "makes an "+st.Action, func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.ProposalResponse, error) {
+		switch st.Action {
+		case "addProposal":
+			return rpc.AddProposal(ctx, &pb.AddProposalRequest{StateId: id, KeyPackage: kp})
+		case "updateProposal":
+			return rpc.UpdateProposal(ctx, &pb.UpdateProposalRequest{StateId: id})
+		case "removeProposal":
+			return rpc.RemoveProposal(ctx, &pb.RemoveProposalRequest{StateId: id, RemovedId: []byte(params.Removed)})
+		case "externalPSKProposal":
+			return rpc.ExternalPSKProposal(ctx, &pb.ExternalPSKProposalRequest{StateId: id, PskId: pskID})
+		case "resumptionPSKProposal":
+			return rpc.ResumptionPSKProposal(ctx, &pb.ResumptionPSKProposalRequest{StateId: id, EpochId: params.EpochID})
+		case "groupContextExtensionsProposal":
+			return rpc.GroupContextExtensionsProposal(ctx, &pb.GroupContextExtensionsProposalRequest{StateId: id, Extensions: toPB(params.Extensions)})
+		}
+		return nil, fmt.Errorf("unknown proposal action %q", st.Action)
+	})
+	if err != nil {
+		return err
 	}
 	p.out[i]["proposal"] = resp.GetProposal()
 	return nil
@@ -665,11 +677,7 @@ type commitParams struct {
 
 // commit sends a Commit (step "commit" or the first half of "fullCommit")
 // and records its outputs.
-func (p *player) commit(ctx context.Context, i int, st Step) error {
-	var params commitParams
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+func (p *player) commit(ctx context.Context, i int, st Step, params commitParams) error {
 	req, _, err := p.commitRequest(&params)
 	if err != nil {
 		return err
@@ -702,30 +710,19 @@ func (p *player) commitRequest(params *commitParams) (*pb.CommitRequest, [][]byt
 }
 
 func (p *player) sendCommit(ctx context.Context, actor string, req *pb.CommitRequest) (*pb.CommitResponse, error) {
-	c, id, err := p.stateOf(actor)
+	resp, err := callOnState(ctx, p, actor, "commits", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.CommitResponse, error) {
+		req.StateId = id
+		return rpc.Commit(ctx, req)
+	})
 	if err != nil {
 		return nil, err
 	}
-	req.StateId = id
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.Commit(cctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("%s commits: %w", actor, err)
-	}
-	if req.ExternalTree != (len(resp.GetRatchetTree()) > 0) {
-		return nil, fmt.Errorf("ratchet tree returned %t, asked for it %t", len(resp.GetRatchetTree()) > 0, req.ExternalTree)
-	}
-	return resp, nil
+	return resp, treeCheck(req.ExternalTree, resp.GetRatchetTree())
 }
 
 // fullCommit commits, applies the commit at the committer and the members,
 // and has the joiners join; all must agree.
-func (p *player) fullCommit(ctx context.Context, i int, st Step) error {
-	var params commitParams
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+func (p *player) fullCommit(ctx context.Context, i int, st Step, params commitParams) error {
 	req, byRef, err := p.commitRequest(&params)
 	if err != nil {
 		return err
@@ -770,43 +767,41 @@ func (p *player) commitAndApply(ctx context.Context, actor string, req *pb.Commi
 // handle has actor process a commit and the proposals it includes by
 // reference, and returns the new epoch authenticator.
 func (p *player) handle(ctx context.Context, actor string, commit []byte, byRef [][]byte) ([]byte, error) {
-	c, id, err := p.stateOf(actor)
+	resp, err := callOnState(ctx, p, actor, "handles the commit", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.HandleCommitResponse, error) {
+		return rpc.HandleCommit(ctx, &pb.HandleCommitRequest{StateId: id, Proposal: byRef, Commit: commit})
+	})
 	if err != nil {
 		return nil, err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.HandleCommit(cctx, &pb.HandleCommitRequest{StateId: id, Proposal: byRef, Commit: commit})
-	if err != nil {
-		return nil, fmt.Errorf("%s handles the commit: %w", actor, err)
 	}
 	p.state[actor] = resp.GetStateId()
 	return resp.GetEpochAuthenticator(), nil
 }
 
+// handlePending has actor apply the commit it sent, and returns the new
+// epoch authenticator.
 func (p *player) handlePending(ctx context.Context, actor string) ([]byte, error) {
-	c, id, err := p.stateOf(actor)
+	resp, err := callOnState(ctx, p, actor, "applies its commit", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.HandleCommitResponse, error) {
+		return rpc.HandlePendingCommit(ctx, &pb.HandlePendingCommitRequest{StateId: id})
+	})
 	if err != nil {
 		return nil, err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.HandlePendingCommit(cctx, &pb.HandlePendingCommitRequest{StateId: id})
-	if err != nil {
-		return nil, fmt.Errorf("%s applies its commit: %w", actor, err)
 	}
 	p.state[actor] = resp.GetStateId()
 	return resp.GetEpochAuthenticator(), nil
 }
 
-func (p *player) handleCommit(ctx context.Context, st Step) error {
-	var params struct {
-		Commit      int   `json:"commit"`
-		ByReference []int `json:"byReference"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+func (p *player) handlePendingCommit(ctx context.Context, _ int, st Step) error {
+	_, err := p.handlePending(ctx, st.Actor)
+	return err
+}
+
+// handleCommitParams are the parameters of the step handleCommit.
+type handleCommitParams struct {
+	Commit      int   `json:"commit"`
+	ByReference []int `json:"byReference"`
+}
+
+func (p *player) handleCommit(ctx context.Context, _ int, st Step, params handleCommitParams) error {
 	commit, err := p.output(params.Commit, "commit")
 	if err != nil {
 		return err
@@ -819,14 +814,13 @@ func (p *player) handleCommit(ctx context.Context, st Step) error {
 	return err
 }
 
-func (p *player) protect(ctx context.Context, i int, st Step) error {
-	var params struct {
-		AuthenticatedData string `json:"authenticatedData"`
-		Plaintext         string `json:"plaintext"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// protectParams are the parameters of the step protect.
+type protectParams struct {
+	AuthenticatedData string `json:"authenticatedData"`
+	Plaintext         string `json:"plaintext"`
+}
+
+func (p *player) protect(ctx context.Context, i int, st Step, params protectParams) error {
 	ct, err := p.protectAs(ctx, st.Actor, []byte(params.AuthenticatedData), []byte(params.Plaintext))
 	if err != nil {
 		return err
@@ -838,15 +832,11 @@ func (p *player) protect(ctx context.Context, i int, st Step) error {
 }
 
 func (p *player) protectAs(ctx context.Context, actor string, aad, pt []byte) ([]byte, error) {
-	c, id, err := p.stateOf(actor)
+	resp, err := callOnState(ctx, p, actor, "protects", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.ProtectResponse, error) {
+		return rpc.Protect(ctx, &pb.ProtectRequest{StateId: id, AuthenticatedData: aad, Plaintext: pt})
+	})
 	if err != nil {
 		return nil, err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.Protect(cctx, &pb.ProtectRequest{StateId: id, AuthenticatedData: aad, Plaintext: pt})
-	if err != nil {
-		return nil, fmt.Errorf("%s protects: %w", actor, err)
 	}
 	if bytes.Contains(resp.GetCiphertext(), pt) && len(pt) > 0 {
 		return nil, fmt.Errorf("%s's ciphertext contains the plaintext", actor)
@@ -854,13 +844,12 @@ func (p *player) protectAs(ctx context.Context, actor string, aad, pt []byte) ([
 	return resp.GetCiphertext(), nil
 }
 
-func (p *player) unprotect(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Ciphertext int `json:"ciphertext"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// unprotectParams are the parameters of the step unprotect.
+type unprotectParams struct {
+	Ciphertext int `json:"ciphertext"`
+}
+
+func (p *player) unprotect(ctx context.Context, _ int, st Step, params unprotectParams) error {
 	ct, err := p.output(params.Ciphertext, "ciphertext")
 	if err != nil {
 		return err
@@ -872,15 +861,11 @@ func (p *player) unprotect(ctx context.Context, i int, st Step) error {
 
 // unprotectAs has actor decrypt ct and checks it yields aad and pt.
 func (p *player) unprotectAs(ctx context.Context, actor string, ct, aad, pt []byte) error {
-	c, id, err := p.stateOf(actor)
+	resp, err := callOnState(ctx, p, actor, "unprotects", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.UnprotectResponse, error) {
+		return rpc.Unprotect(ctx, &pb.UnprotectRequest{StateId: id, Ciphertext: ct})
+	})
 	if err != nil {
 		return err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.Unprotect(cctx, &pb.UnprotectRequest{StateId: id, Ciphertext: ct})
-	if err != nil {
-		return fmt.Errorf("%s unprotects: %w", actor, err)
 	}
 	if !bytes.Equal(resp.GetAuthenticatedData(), aad) || !bytes.Equal(resp.GetPlaintext(), pt) {
 		return fmt.Errorf("%s unprotects something else than was protected", actor)
@@ -891,22 +876,21 @@ func (p *player) unprotectAs(ctx context.Context, actor string, ct, aad, pt []by
 // reinit re-initialises the group: a proposal (by a member or an external
 // sender), a commit, a KeyPackage from each member in the new cipher
 // suite, and a Welcome into the new group from the welcomer.
-func (p *player) reinit(ctx context.Context, st Step) error {
-	var params struct {
-		Proposer          string      `json:"proposer"`
-		Committer         string      `json:"committer"`
-		Welcomer          string      `json:"welcomer"`
-		Members           []string    `json:"members"`
-		ChangeCipherSuite bool        `json:"changeCiphersuite"`
-		ChangeGroupID     bool        `json:"changeGroupID"`
-		Extensions        []extension `json:"extensions"`
-		ForcePath         bool        `json:"forcePath"`
-		ExternalTree      bool        `json:"externalTree"`
-		ExternalProposal  int         `json:"externalReinitProposal"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// reinitParams are the parameters of the step reinit.
+type reinitParams struct {
+	Proposer          string      `json:"proposer"`
+	Committer         string      `json:"committer"`
+	Welcomer          string      `json:"welcomer"`
+	Members           []string    `json:"members"`
+	ChangeCipherSuite bool        `json:"changeCiphersuite"`
+	ChangeGroupID     bool        `json:"changeGroupID"`
+	Extensions        []extension `json:"extensions"`
+	ForcePath         bool        `json:"forcePath"`
+	ExternalTree      bool        `json:"externalTree"`
+	ExternalProposal  int         `json:"externalReinitProposal"`
+}
+
+func (p *player) reinit(ctx context.Context, _ int, st Step, params reinitParams) error {
 	everyone := []string{params.Committer, params.Welcomer}
 	if params.Proposer != "" {
 		everyone = append(everyone, params.Proposer)
@@ -926,15 +910,11 @@ func (p *player) reinit(ctx context.Context, st Step) error {
 				return err
 			}
 		}
-		c, id, err := p.stateOf(params.Proposer)
+		resp, err := callOnState(ctx, p, params.Proposer, "proposes a ReInit", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.ProposalResponse, error) {
+			return rpc.ReInitProposal(ctx, &pb.ReInitProposalRequest{StateId: id, CipherSuite: p.suite, GroupId: groupID, Extensions: toPB(params.Extensions)})
+		})
 		if err != nil {
 			return err
-		}
-		cctx, cancel := p.call(ctx)
-		resp, err := c.RPC.ReInitProposal(cctx, &pb.ReInitProposalRequest{StateId: id, CipherSuite: p.suite, GroupId: groupID, Extensions: toPB(params.Extensions)})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s proposes a ReInit: %w", params.Proposer, err)
 		}
 		proposal = resp.GetProposal()
 	} else {
@@ -945,32 +925,28 @@ func (p *player) reinit(ctx context.Context, st Step) error {
 	}
 
 	reinitIDs, keyPackages := map[string]uint32{}, map[string][]byte{}
-	c, id, err := p.stateOf(params.Committer)
+	commit, err := callOnState(ctx, p, params.Committer, "commits the ReInit", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.CommitResponse, error) {
+		return rpc.ReInitCommit(ctx, &pb.CommitRequest{StateId: id, ByReference: [][]byte{proposal}})
+	})
 	if err != nil {
 		return err
 	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	commit, err := c.RPC.ReInitCommit(cctx, &pb.CommitRequest{StateId: id, ByReference: [][]byte{proposal}})
+	pending, err := callOnState(ctx, p, params.Committer, "applies the ReInit commit", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.HandleReInitCommitResponse, error) {
+		return rpc.HandlePendingReInitCommit(ctx, &pb.HandlePendingCommitRequest{StateId: id})
+	})
 	if err != nil {
-		return fmt.Errorf("%s commits the ReInit: %w", params.Committer, err)
-	}
-	pending, err := c.RPC.HandlePendingReInitCommit(cctx, &pb.HandlePendingCommitRequest{StateId: id})
-	if err != nil {
-		return fmt.Errorf("%s applies the ReInit commit: %w", params.Committer, err)
+		return err
 	}
 	reinitIDs[params.Committer], keyPackages[params.Committer] = pending.GetReinitId(), pending.GetKeyPackage()
 	for _, m := range everyone {
 		if m == params.Committer {
 			continue
 		}
-		c, id, err := p.stateOf(m)
+		resp, err := callOnState(ctx, p, m, "handles the ReInit commit", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.HandleReInitCommitResponse, error) {
+			return rpc.HandleReInitCommit(ctx, &pb.HandleCommitRequest{StateId: id, Proposal: [][]byte{proposal}, Commit: commit.GetCommit()})
+		})
 		if err != nil {
 			return err
-		}
-		resp, err := c.RPC.HandleReInitCommit(cctx, &pb.HandleCommitRequest{StateId: id, Proposal: [][]byte{proposal}, Commit: commit.GetCommit()})
-		if err != nil {
-			return fmt.Errorf("%s handles the ReInit commit: %w", m, err)
 		}
 		if !bytes.Equal(resp.GetEpochAuthenticator(), pending.GetEpochAuthenticator()) {
 			return fmt.Errorf("%s and the committer disagree on the last epoch authenticator", m)
@@ -984,27 +960,23 @@ func (p *player) reinit(ctx context.Context, st Step) error {
 			kps = append(kps, keyPackages[m])
 		}
 	}
-	wc, err := p.client(params.Welcomer)
+	welcome, err := callAs(ctx, p, params.Welcomer, "welcomes into the new group", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.CreateSubgroupResponse, error) {
+		return rpc.ReInitWelcome(ctx, &pb.ReInitWelcomeRequest{ReinitId: reinitIDs[params.Welcomer], KeyPackage: kps,
+			ForcePath: params.ForcePath, ExternalTree: params.ExternalTree})
+	})
 	if err != nil {
 		return err
-	}
-	welcome, err := wc.RPC.ReInitWelcome(cctx, &pb.ReInitWelcomeRequest{ReinitId: reinitIDs[params.Welcomer], KeyPackage: kps,
-		ForcePath: params.ForcePath, ExternalTree: params.ExternalTree})
-	if err != nil {
-		return fmt.Errorf("%s welcomes into the new group: %w", params.Welcomer, err)
 	}
 	p.state[params.Welcomer] = welcome.GetStateId()
 	for _, m := range everyone {
 		if m == params.Welcomer {
 			continue
 		}
-		c, err := p.client(m)
+		resp, err := callAs(ctx, p, m, "joins the new group", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.JoinGroupResponse, error) {
+			return rpc.HandleReInitWelcome(ctx, &pb.HandleReInitWelcomeRequest{ReinitId: reinitIDs[m], Welcome: welcome.GetWelcome(), RatchetTree: welcome.GetRatchetTree()})
+		})
 		if err != nil {
 			return err
-		}
-		resp, err := c.RPC.HandleReInitWelcome(cctx, &pb.HandleReInitWelcomeRequest{ReinitId: reinitIDs[m], Welcome: welcome.GetWelcome(), RatchetTree: welcome.GetRatchetTree()})
-		if err != nil {
-			return fmt.Errorf("%s joins the new group: %w", m, err)
 		}
 		if !bytes.Equal(resp.GetEpochAuthenticator(), welcome.GetEpochAuthenticator()) {
 			return fmt.Errorf("%s and the welcomer disagree on the new group's epoch authenticator", m)
@@ -1016,16 +988,15 @@ func (p *player) reinit(ctx context.Context, st Step) error {
 
 // branch has the actor found a new group with some members, who join it
 // with fresh KeyPackages.
-func (p *player) branch(ctx context.Context, st Step) error {
-	var params struct {
-		Members      []string    `json:"members"`
-		Extensions   []extension `json:"extensions"`
-		ForcePath    bool        `json:"forcePath"`
-		ExternalTree bool        `json:"externalTree"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// branchParams are the parameters of the step branch.
+type branchParams struct {
+	Members      []string    `json:"members"`
+	Extensions   []extension `json:"extensions"`
+	ForcePath    bool        `json:"forcePath"`
+	ExternalTree bool        `json:"externalTree"`
+}
+
+func (p *player) branch(ctx context.Context, _ int, st Step, params branchParams) error {
 	kps := make([][]byte, len(params.Members))
 	txs := make([]uint32, len(params.Members))
 	for k, m := range params.Members {
@@ -1036,29 +1007,23 @@ func (p *player) branch(ctx context.Context, st Step) error {
 		kps[k], txs[k] = kp, p.transaction[m]
 		delete(p.transaction, m)
 	}
-	c, id, err := p.stateOf(st.Actor)
+	resp, err := callOnState(ctx, p, st.Actor, "branches", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.CreateSubgroupResponse, error) {
+		return rpc.CreateBranch(ctx, &pb.CreateBranchRequest{StateId: id, GroupId: randomID(), Extensions: toPB(params.Extensions),
+			KeyPackages: kps, ForcePath: params.ForcePath, ExternalTree: params.ExternalTree})
+	})
 	if err != nil {
 		return err
 	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.CreateBranch(cctx, &pb.CreateBranchRequest{StateId: id, GroupId: randomID(), Extensions: toPB(params.Extensions),
-		KeyPackages: kps, ForcePath: params.ForcePath, ExternalTree: params.ExternalTree})
-	if err != nil {
-		return fmt.Errorf("%s branches: %w", st.Actor, err)
-	}
-	if params.ExternalTree != (len(resp.GetRatchetTree()) > 0) {
-		return fmt.Errorf("ratchet tree returned %t, asked for it %t", len(resp.GetRatchetTree()) > 0, params.ExternalTree)
+	if err := treeCheck(params.ExternalTree, resp.GetRatchetTree()); err != nil {
+		return err
 	}
 	states := map[string]uint32{st.Actor: resp.GetStateId()}
 	for k, m := range params.Members {
-		mc, mid, err := p.stateOf(m)
+		hr, err := callOnState(ctx, p, m, "joins the branch", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.HandleBranchResponse, error) {
+			return rpc.HandleBranch(ctx, &pb.HandleBranchRequest{StateId: id, TransactionId: txs[k], Welcome: resp.GetWelcome(), RatchetTree: resp.GetRatchetTree()})
+		})
 		if err != nil {
 			return err
-		}
-		hr, err := mc.RPC.HandleBranch(cctx, &pb.HandleBranchRequest{StateId: mid, TransactionId: txs[k], Welcome: resp.GetWelcome(), RatchetTree: resp.GetRatchetTree()})
-		if err != nil {
-			return fmt.Errorf("%s joins the branch: %w", m, err)
 		}
 		if !bytes.Equal(hr.GetEpochAuthenticator(), resp.GetEpochAuthenticator()) {
 			return fmt.Errorf("%s and %s disagree on the branch's epoch authenticator", m, st.Actor)
@@ -1077,70 +1042,57 @@ func (p *player) branch(ctx context.Context, st Step) error {
 	return p.checkSecrets(ctx, old)
 }
 
-func (p *player) newMemberAddProposal(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Joiner string `json:"joiner"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// newMemberAddProposalParams are the parameters of the step newMemberAddProposal.
+type newMemberAddProposalParams struct {
+	Joiner string `json:"joiner"`
+}
+
+func (p *player) newMemberAddProposal(ctx context.Context, i int, st Step, params newMemberAddProposalParams) error {
 	gi, _, err := p.fetchGroupInfo(ctx, st.Actor, false)
 	if err != nil {
 		return err
 	}
-	c, err := p.client(params.Joiner)
+	resp, err := callAs(ctx, p, params.Joiner, "proposes to join", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.NewMemberAddProposalResponse, error) {
+		return rpc.NewMemberAddProposal(ctx, &pb.NewMemberAddProposalRequest{GroupInfo: gi, Identity: []byte(params.Joiner)})
+	})
 	if err != nil {
 		return err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.NewMemberAddProposal(cctx, &pb.NewMemberAddProposalRequest{GroupInfo: gi, Identity: []byte(params.Joiner)})
-	if err != nil {
-		return fmt.Errorf("%s proposes to join: %w", params.Joiner, err)
 	}
 	p.transaction[params.Joiner] = resp.GetTransactionId()
 	p.out[i]["proposal"] = resp.GetProposal()
 	return nil
 }
 
-func (p *player) addExternalSigner(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Signer string `json:"signer"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
-	sc, err := p.client(params.Signer)
-	if err != nil {
-		return err
-	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	signer, err := sc.RPC.CreateExternalSigner(cctx, &pb.CreateExternalSignerRequest{CipherSuite: p.suite, Identity: []byte(params.Signer)})
+// addExternalSignerParams are the parameters of the step addExternalSigner.
+type addExternalSignerParams struct {
+	Signer string `json:"signer"`
+}
+
+func (p *player) addExternalSigner(ctx context.Context, i int, st Step, params addExternalSignerParams) error {
+	signer, err := callAs(ctx, p, params.Signer, "becomes an external signer", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.CreateExternalSignerResponse, error) {
+		return rpc.CreateExternalSigner(ctx, &pb.CreateExternalSignerRequest{CipherSuite: p.suite, Identity: []byte(params.Signer)})
+	})
 	if err != nil {
 		return err
 	}
 	p.signer[params.Signer] = signer.GetSignerId()
-	c, id, err := p.stateOf(st.Actor)
+	resp, err := callOnState(ctx, p, st.Actor, "adds the external signer "+params.Signer, func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.ProposalResponse, error) {
+		return rpc.AddExternalSigner(ctx, &pb.AddExternalSignerRequest{StateId: id, ExternalSender: signer.GetExternalSender()})
+	})
 	if err != nil {
 		return err
-	}
-	resp, err := c.RPC.AddExternalSigner(cctx, &pb.AddExternalSignerRequest{StateId: id, ExternalSender: signer.GetExternalSender()})
-	if err != nil {
-		return fmt.Errorf("%s adds the external signer %s: %w", st.Actor, params.Signer, err)
 	}
 	p.out[i]["proposal"] = resp.GetProposal()
 	return nil
 }
 
-func (p *player) externalSignerProposal(ctx context.Context, i int, st Step) error {
-	var params struct {
-		Member      string      `json:"member"`
-		Description description `json:"description"`
-	}
-	if err := json.Unmarshal(st.Raw, &params); err != nil {
-		return err
-	}
+// externalSignerProposalParams are the parameters of the step externalSignerProposal.
+type externalSignerProposalParams struct {
+	Member      string      `json:"member"`
+	Description description `json:"description"`
+}
+
+func (p *player) externalSignerProposal(ctx context.Context, i int, st Step, params externalSignerProposalParams) error {
 	gi, tree, err := p.fetchGroupInfo(ctx, params.Member, true)
 	if err != nil {
 		return err
@@ -1149,19 +1101,18 @@ func (p *player) externalSignerProposal(ctx context.Context, i int, st Step) err
 	if err != nil {
 		return err
 	}
-	c, err := p.client(st.Actor)
-	if err != nil {
+	if _, err := p.client(st.Actor); err != nil {
 		return err
 	}
 	signer, ok := p.signer[st.Actor]
 	if !ok {
 		return fmt.Errorf("%s is no external signer", st.Actor)
 	}
-	cctx, cancel := p.call(ctx)
-	defer cancel()
-	resp, err := c.RPC.ExternalSignerProposal(cctx, &pb.ExternalSignerProposalRequest{SignerId: signer, GroupInfo: gi, RatchetTree: tree, Description: d})
+	resp, err := callAs(ctx, p, st.Actor, "proposes", func(ctx context.Context, rpc pb.MLSClientClient) (*pb.ProposalResponse, error) {
+		return rpc.ExternalSignerProposal(ctx, &pb.ExternalSignerProposalRequest{SignerId: signer, GroupInfo: gi, RatchetTree: tree, Description: d})
+	})
 	if err != nil {
-		return fmt.Errorf("%s proposes: %w", st.Actor, err)
+		return err
 	}
 	p.out[i]["proposal"] = resp.GetProposal()
 	return nil
@@ -1180,20 +1131,17 @@ const (
 func (p *player) checkSecrets(ctx context.Context, actors []string) error {
 	var auth, exported []byte
 	for k, a := range actors {
-		c, id, err := p.stateOf(a)
+		sa, err := callOnState(ctx, p, a, "gives the state auth", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.StateAuthResponse, error) {
+			return rpc.StateAuth(ctx, &pb.StateAuthRequest{StateId: id})
+		})
 		if err != nil {
 			return err
 		}
-		cctx, cancel := p.call(ctx)
-		sa, err := c.RPC.StateAuth(cctx, &pb.StateAuthRequest{StateId: id})
+		ex, err := callOnState(ctx, p, a, "exports", func(ctx context.Context, rpc pb.MLSClientClient, id uint32) (*pb.ExportResponse, error) {
+			return rpc.Export(ctx, &pb.ExportRequest{StateId: id, Label: exportLabel, Context: []byte(exportContext), KeyLength: exportLength})
+		})
 		if err != nil {
-			cancel()
-			return fmt.Errorf("%s: state auth: %w", a, err)
-		}
-		ex, err := c.RPC.Export(cctx, &pb.ExportRequest{StateId: id, Label: exportLabel, Context: []byte(exportContext), KeyLength: exportLength})
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: export: %w", a, err)
+			return err
 		}
 		if len(ex.GetExportedSecret()) != exportLength {
 			return fmt.Errorf("%s exported %d bytes, want %d", a, len(ex.GetExportedSecret()), exportLength)
