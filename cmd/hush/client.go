@@ -140,6 +140,71 @@ func (c *clientCmd) openAccount(ctx context.Context, onEvent func(client.Event))
 	return cl, nil
 }
 
+// syncedClient opens the profile's account and catches up with the
+// server, so that a command acts on the conversations as they stand.
+func (c *clientCmd) syncedClient(ctx context.Context) (*client.Client, error) {
+	cl, err := c.openAccount(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Sync(ctx); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// withSynced runs f with the synced client, then closes it.
+func (c *clientCmd) withSynced(ctx context.Context, f func(cl *client.Client) error) error {
+	cl, err := c.syncedClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return f(cl)
+}
+
+// withSyncedClient parses the positional arguments (min to max of them; max
+// -1 for any number), opens the synced client and runs f with both.
+func (c *clientCmd) withSyncedClient(ctx context.Context, args []string, min, max int, f func(cl *client.Client, pos []string) error) error {
+	pos, err := c.parse(args, min, max)
+	if err != nil {
+		return err
+	}
+	return c.withSynced(ctx, func(cl *client.Client) error { return f(cl, pos) })
+}
+
+// result prints a command's result: v as JSON with --json, otherwise the
+// text format makes of args.
+func (c *clientCmd) result(v any, format string, args ...any) error {
+	if c.json {
+		return c.printJSON(v)
+	}
+	fmt.Fprintf(c.stdout, format, args...)
+	return nil
+}
+
+// printDone reports a message sent or changed: "VERB ID", or the
+// message as JSON.
+func (c *clientCmd) printDone(verb string, m *client.Message) error {
+	return c.result(toJSON(m), "%s %s\n", verb, shortID(m.ID))
+}
+
+// printSent reports a message sent.
+func (c *clientCmd) printSent(m *client.Message) error { return c.printDone("sent", m) }
+
+// printList prints items as a JSON array with --json, otherwise a line
+// (or a few) each with line.
+func printList[T any](c *clientCmd, items []T, line func(w io.Writer, item T)) error {
+	if c.json {
+		return c.printJSON(items)
+	}
+	for _, it := range items {
+		line(c.stdout, it)
+	}
+	return nil
+}
+
 // serverURL is --server or the default.
 func (c *clientCmd) serverURL() string {
 	if c.server != "" {

@@ -31,103 +31,72 @@ func runGroup(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 		c.fs.Usage()
 		return errUsage
 	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if op == "create" {
-		cv, err := cl.CreateGroup(ctx, pos[1], pos[2:]...)
+	return c.withSynced(ctx, func(cl *client.Client) error {
+		if op == "create" {
+			cv, err := cl.CreateGroup(ctx, pos[1], pos[2:]...)
+			if err != nil {
+				return err
+			}
+			return c.result(cv, "created %s (%s)\n", cv.Title(), shortID(cv.ID))
+		}
+		cv, err := findConversation(ctx, cl, pos[1], false)
 		if err != nil {
 			return err
 		}
-		if c.json {
-			return c.printJSON(cv)
+		if op == "add" {
+			err = cl.AddMembers(ctx, cv.ID, pos[2:]...)
+		} else {
+			err = cl.RemoveMember(ctx, cv.ID, pos[2])
 		}
-		fmt.Fprintf(stdout, "created %s (%s)\n", cv.Title(), shortID(cv.ID))
-		return nil
-	}
-	cv, err := findConversation(ctx, cl, pos[1], false)
-	if err != nil {
-		return err
-	}
-	if op == "add" {
-		err = cl.AddMembers(ctx, cv.ID, pos[2:]...)
-	} else {
-		err = cl.RemoveMember(ctx, cv.ID, pos[2])
-	}
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(map[string]any{"conversation": cv.ID, op: pos[2:]})
-	}
-	fmt.Fprintf(stdout, "%s: %s %v\n", cv.Title(), map[string]string{"add": "added", "remove": "removed"}[op], pos[2:])
-	return nil
+		if err != nil {
+			return err
+		}
+		return c.result(map[string]any{"conversation": cv.ID, op: pos[2:]},
+			"%s: %s %v\n", cv.Title(), map[string]string{"add": "added", "remove": "removed"}[op], pos[2:])
+	})
 }
 
 func runGroups(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	c := newClientCmd("groups", "groups [flags]", "Lists your conversations, 1:1 chats and groups, most recent first.", stdout, stderr)
-	if _, err := c.parse(args, 0, 0); err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	convs, err := cl.Conversations(ctx)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(convs)
-	}
-	for _, cv := range convs {
-		state := ""
-		if !cv.Active {
-			state = "  (not a member)"
+	return c.withSyncedClient(ctx, args, 0, 0, func(cl *client.Client, _ []string) error {
+		convs, err := cl.Conversations(ctx)
+		if err != nil {
+			return err
 		}
-		if cv.Timer > 0 {
-			state += "  (messages disappear after " + client.FormatTimer(cv.Timer) + ")"
-		}
-		fmt.Fprintf(stdout, "%s  %-6s  %-24s  last %s%s\n", shortID(cv.ID), cv.Kind, cv.Title(), cv.Last.Local().Format(time.DateTime), state)
-	}
-	return nil
+		return printList(c, convs, func(w io.Writer, cv *client.Conversation) {
+			state := ""
+			if !cv.Active {
+				state = "  (not a member)"
+			}
+			if cv.Timer > 0 {
+				state += "  (messages disappear after " + client.FormatTimer(cv.Timer) + ")"
+			}
+			fmt.Fprintf(w, "%s  %-6s  %-24s  last %s%s\n", shortID(cv.ID), cv.Kind, cv.Title(), cv.Last.Local().Format(time.DateTime), state)
+		})
+	})
 }
 
 func runMembers(ctx context.Context, stdout, stderr io.Writer, args []string) error {
 	c := newClientCmd("members", "members [flags] CONVERSATION", "Lists the devices in a conversation and whether each is certified by its owner.", stdout, stderr)
-	pos, err := c.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	cv, err := findConversation(ctx, cl, pos[0], false)
-	if err != nil {
-		return err
-	}
-	ms, err := cl.Members(ctx, cv.ID)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return c.printJSON(ms)
-	}
-	for _, m := range ms {
-		status := "certified"
-		if !m.Verified {
-			status = "NOT VERIFIED"
+	return c.withSyncedClient(ctx, args, 1, 1, func(cl *client.Client, pos []string) error {
+		cv, err := findConversation(ctx, cl, pos[0], false)
+		if err != nil {
+			return err
 		}
-		self := ""
-		if m.Self {
-			self = "  (this device)"
+		ms, err := cl.Members(ctx, cv.ID)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(stdout, "%-20s %s  %s%s\n", m.User, m.Device, status, self)
-	}
-	return nil
+		return printList(c, ms, func(w io.Writer, m client.Member) {
+			status := "certified"
+			if !m.Verified {
+				status = "NOT VERIFIED"
+			}
+			self := ""
+			if m.Self {
+				self = "  (this device)"
+			}
+			fmt.Fprintf(w, "%-20s %s  %s%s\n", m.User, m.Device, status, self)
+		})
+	})
 }

@@ -23,44 +23,6 @@ func init() {
 	commands["delete"] = command{"delete a message you sent, for everyone", runDelete}
 }
 
-// syncedClient opens the profile's account and catches up with the
-// server, so that a command acts on the conversations as they stand.
-// withSyncedClient parses the positional arguments (min to max of them; max
-// -1 for any number), opens the synced client and runs f with both.
-func (c *clientCmd) withSyncedClient(ctx context.Context, args []string, min, max int, f func(cl *client.Client, pos []string) error) error {
-	pos, err := c.parse(args, min, max)
-	if err != nil {
-		return err
-	}
-	cl, err := c.syncedClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return f(cl, pos)
-}
-
-func (c *clientCmd) syncedClient(ctx context.Context) (*client.Client, error) {
-	cl, err := c.openAccount(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.Sync(ctx); err != nil {
-		cl.Close()
-		return nil, err
-	}
-	return cl, nil
-}
-
-// printSent reports a message sent.
-func (c *clientCmd) printSent(m *client.Message) error {
-	if c.json {
-		return c.printJSON(toJSON(m))
-	}
-	fmt.Fprintf(c.stdout, "sent %s\n", shortID(m.ID))
-	return nil
-}
-
 func shortID(id string) string { return id[:min(len(id), 8)] }
 
 func runSend(ctx context.Context, stdout, stderr io.Writer, args []string) error {
@@ -369,11 +331,7 @@ func runReact(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 		if err != nil {
 			return err
 		}
-		if c.json {
-			return c.printJSON(toJSON(m))
-		}
-		fmt.Fprintf(stdout, "reacted to %s\n", shortID(m.ID))
-		return nil
+		return c.printDone("reacted to", m)
 	})
 }
 
@@ -384,11 +342,7 @@ func runEdit(ctx context.Context, stdout, stderr io.Writer, args []string) error
 		if err != nil {
 			return err
 		}
-		if c.json {
-			return c.printJSON(toJSON(m))
-		}
-		fmt.Fprintf(stdout, "edited %s\n", shortID(m.ID))
-		return nil
+		return c.printDone("edited", m)
 	})
 }
 
@@ -398,10 +352,6 @@ func runDelete(ctx context.Context, stdout, stderr io.Writer, args []string) err
 		if err := cl.Delete(ctx, pos[0]); err != nil {
 			return err
 		}
-		if c.json {
-			return c.printJSON(map[string]any{"deleted": pos[0]})
-		}
-		fmt.Fprintf(stdout, "deleted %s\n", pos[0])
-		return nil
+		return c.result(map[string]any{"deleted": pos[0]}, "deleted %s\n", pos[0])
 	})
 }
