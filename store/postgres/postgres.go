@@ -12,7 +12,10 @@
 // Appends are group-committed: AppendMessage queues the message, and a few
 // appender goroutines send everything queued so far as one pgx batch, one
 // statement per message, which PostgreSQL runs as a single implicit
-// transaction (one round trip, one WAL flush). Everything else runs in its
+// transaction (one round trip, one WAL flush). Acks are group-committed
+// too: two ack goroutines each write everything queued in one transaction
+// of three statements (sqlstore.AckBatch), however many devices and groups
+// it covers, instead of a transaction per ack. Everything else runs in its
 // own transaction.
 //
 // Open applies migrations inside a transaction holding
@@ -48,6 +51,8 @@ type Store struct {
 	pool      *pgxpool.Pool
 	db        *sql.DB // database/sql over pool, for the shared queries
 	app       *appender
+	acks      *batcher[sqlstore.AckReq]
+	dialect   sqlstore.Dialect
 	closeOnce sync.Once
 }
 
@@ -70,10 +75,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, db: db}
-	s.Store = sqlstore.New(db, s.write, sqlstore.Dialect{ClaimLock: "FOR UPDATE SKIP LOCKED"})
+	s := &Store{pool: pool, db: db,
+		dialect: sqlstore.Dialect{ClaimLock: "FOR UPDATE SKIP LOCKED", LockRows: "FOR UPDATE", Typed: true}}
+	s.Store = sqlstore.New(db, s.write, s.dialect)
 	// Leave half the pool to reads and other writes.
 	s.app = newAppender(pool, max(1, min(4, int(cfg.MaxConns)/2)))
+	s.acks = newBatcher(2, maxAckBatch, s.flushAcks)
 	return s, nil
 }
 
@@ -161,6 +168,7 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.app.close()
+		s.acks.close()
 		err = s.db.Close()
 		s.pool.Close()
 	})

@@ -78,6 +78,10 @@ func BenchmarkAppend(b *testing.B) {
 	storetest.BenchmarkAppend(b, func(b *testing.B) store.Store { return openDSN(b, freshSchema(b)) })
 }
 
+func BenchmarkFanout(b *testing.B) {
+	storetest.BenchmarkFanout(b, func(b *testing.B) store.Store { return openDSN(b, freshSchema(b)) })
+}
+
 // TestConcurrentMigrations: nodes starting at once migrate the schema once.
 func TestConcurrentMigrations(t *testing.T) {
 	dsn := freshSchema(t)

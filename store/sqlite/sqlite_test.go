@@ -35,6 +35,10 @@ func BenchmarkAppend(b *testing.B) {
 	storetest.BenchmarkAppend(b, func(b *testing.B) store.Store { return open(b) })
 }
 
+func BenchmarkFanout(b *testing.B) {
+	storetest.BenchmarkFanout(b, func(b *testing.B) store.Store { return open(b) })
+}
+
 // TestSecureDelete: once purged (and checkpointed, which Purge does), a
 // message's bytes are in neither the database file nor its WAL.
 func TestSecureDelete(t *testing.T) {
