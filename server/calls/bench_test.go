@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,6 +78,15 @@ func runForward(b *testing.B, s *SFU) {
 	dec := json.NewDecoder(bufio.NewReader(childOut))
 	var start, startCPU time.Time
 	var in0, out0 uint64
+	// HUSH_CALLS_CPUPROFILE names a file for a CPU profile of the SFU
+	// while the load runs, without the set-up (run with -benchtime 1x).
+	var prof *os.File
+	if name := os.Getenv("HUSH_CALLS_CPUPROFILE"); name != "" {
+		if prof, err = os.Create(name); err != nil {
+			b.Fatal(err)
+		}
+		defer prof.Close()
+	}
 	for {
 		var m signal
 		if err := dec.Decode(&m); err != nil {
@@ -87,7 +97,15 @@ func runForward(b *testing.B, s *SFU) {
 				st := s.Stats()
 				in0, out0 = st.PacketsIn, st.PacketsOut
 				start, startCPU = time.Now(), cpuTime()
+				if prof != nil {
+					if err := pprof.StartCPUProfile(prof); err != nil {
+						b.Fatal(err)
+					}
+				}
 				continue
+			}
+			if prof != nil {
+				pprof.StopCPUProfile()
 			}
 			break
 		}
