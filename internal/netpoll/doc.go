@@ -3,8 +3,10 @@
 // wait for all registered connections, and call a function once a
 // connection has something to read.
 //
-// Registrations are one-shot: after the function has been called for a
-// connection it is not called again until Handle.Resume re-arms it. A
+// Registrations are one-shot: Handle.Resume arms one (Add leaves it
+// disarmed, so that the caller can keep the Handle first), and after the
+// function has been called it is not called again until Resume re-arms
+// it. A
 // server reads what arrived (on a worker of its own), then calls Resume;
 // if more bytes are already waiting the function is called again at once.
 // So at most one call per connection is under way, and frames are handled

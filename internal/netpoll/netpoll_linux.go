@@ -71,9 +71,10 @@ func getID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-// Add registers c: fn is called once, on the poller's goroutine, when c
-// is readable or its peer hung up (or has failed). Call Handle.Resume to
-// wait again, and Handle.Close before closing c.
+// Add registers c, not yet waited for: after each call of Handle.Resume
+// (the first included) fn is called once, on the poller's goroutine, when
+// c is readable or its peer hung up (or has failed). Call Handle.Close
+// before closing c.
 func (p *Poller) Add(c syscall.Conn, fn func()) (*Handle, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -90,7 +91,7 @@ func (p *Poller) Add(c syscall.Conn, fn func()) (*Handle, error) {
 	}
 	h := &Handle{p: p, id: p.next, fd: fd, fn: fn}
 	p.next++
-	ev := unix.EpollEvent{Events: events}
+	ev := unix.EpollEvent{Events: 0} // disarmed until Resume
 	setID(&ev, h.id)
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return nil, err
@@ -101,7 +102,8 @@ func (p *Poller) Add(c syscall.Conn, fn func()) (*Handle, error) {
 
 const events = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
-// Resume waits for the connection again after fn was called.
+// Resume waits for the connection: at first, and again after fn was
+// called.
 func (h *Handle) Resume() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()

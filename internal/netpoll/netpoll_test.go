@@ -56,6 +56,9 @@ func TestOneShot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	if err := h.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Write([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,9 @@ func TestHangUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	if err := h.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	c.Close()
 	<-fired
 	if _, err := s.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
@@ -108,12 +114,16 @@ func TestMany(t *testing.T) {
 		c, s := pair(t, ln)
 		clients[i] = c
 		wg.Add(1)
-		if _, err := p.Add(s.(syscall.Conn), func() {
+		h, err := p.Add(s.(syscall.Conn), func() {
 			mu.Lock()
 			got[i]++
 			mu.Unlock()
 			wg.Done()
-		}); err != nil {
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Resume(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,6 +150,9 @@ func TestHandleClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := h.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +170,9 @@ func TestHandleClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h2.Close()
+	if err := h2.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	c2.Write([]byte("x"))
 	<-fired
 }

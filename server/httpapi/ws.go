@@ -76,9 +76,9 @@ type session struct {
 	r      io.Reader // conn, after bytes that arrived with the upgrade
 	dev    store.Device
 	feed   *delivery.Feed
-	batch  bool            // the client takes batch frames
-	poller *netpoll.Poller // the process's, when the session started
-	poll   *netpoll.Handle // nil with a reading goroutine
+	batch  bool                           // the client takes batch frames
+	poller *netpoll.Poller                // the process's, when the session started
+	poll   atomic.Pointer[netpoll.Handle] // nil with a reading goroutine; set under wmu
 
 	// mu is held while a frame is handled, so that goAway closes the
 	// connection between frames, never in the middle of a send.
@@ -160,6 +160,7 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 	}
 	s.conn, s.r, s.feed = wsConn{conn, s}, conn, feed
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.call = s.callSession(s.ctx)
 	if n := rw.Reader.Buffered(); n > 0 {
 		// The client did not wait for the upgrade's answer.
 		early, _ := rw.Reader.Peek(n)
@@ -177,11 +178,22 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 	if err := s.writeFrame(&proto.Frame{Type: proto.FrameHello, Hello: &proto.Hello{Version: proto.Version, DeviceID: dev.ID.String()}}); err != nil {
 		return nil
 	}
-	s.call = s.callSession(s.ctx)
 	go s.drain() // the first push: everything pending
 
 	if sc, ok := conn.(syscall.Conn); ok && s.r == io.Reader(conn) && s.poller != nil {
-		if s.poll, err = s.poller.Add(sc, s.readable); err == nil {
+		// Registered under wmu, so that close, which takes the Handle out
+		// before the descriptor is closed, sees it.
+		s.wmu.Lock()
+		if !s.closed.Load() {
+			if h, err := s.poller.Add(sc, s.readable); err == nil {
+				s.poll.Store(h)
+			}
+		}
+		s.wmu.Unlock()
+		if h := s.poll.Load(); h != nil {
+			if h.Resume() != nil {
+				s.close(ws.StatusInternalServerError, "poller")
+			}
 			return nil
 		}
 	}
@@ -278,11 +290,11 @@ func (s *session) goAway() {
 // the Feed. Safe to call more than once and from any goroutine.
 func (s *session) close(code ws.StatusCode, reason string) {
 	s.once.Do(func() {
-		if s.poll != nil {
-			s.poll.Close() // before the descriptor can be reused
-		}
 		s.wmu.Lock()
 		s.closed.Store(true)
+		if h := s.poll.Load(); h != nil {
+			h.Close() // before the descriptor can be reused
+		}
 		if f, err := ws.CompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, reason))); err == nil {
 			s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 			s.conn.Write(f)
@@ -397,7 +409,7 @@ func (s *session) readable() {
 		readers <- struct{}{}
 		ok := s.readOne()
 		<-readers
-		if ok && s.poll.Resume() != nil {
+		if ok && s.poll.Load().Resume() != nil {
 			s.close(ws.StatusInternalServerError, "poller")
 		}
 	}()
@@ -415,7 +427,7 @@ func (s *session) readOne() bool {
 	if s.closed.Load() {
 		return false
 	}
-	if s.poll != nil {
+	if s.poll.Load() != nil {
 		s.conn.SetReadDeadline(time.Now().Add(frameTimeout))
 	} else {
 		s.conn.SetReadDeadline(time.Now().Add(idleTimeout))
