@@ -126,7 +126,10 @@ func (f *Feed) rescan() { f.event(bus.Event{}) }
 // notification was lost.
 func (f *Feed) pollNow() {
 	f.mu.Lock()
-	f.poll = true
+	if !f.poll {
+		f.poll = true
+		f.s.hub.polls.Add(1) // done when Next has polled, or at Close
+	}
 	f.mu.Unlock()
 	f.notify()
 }
@@ -171,19 +174,22 @@ func (f *Feed) Acked() {
 // finds Window messages unacknowledged, such full reads wait for an
 // acknowledgement or a poll. At a poll (every PollInterval) Next also
 // checks that the device is still live, for revocations made through
-// other nodes.
+// other nodes. An error other than ErrRevoked leaves the Feed behind: the
+// connection should end, and the device catch up on its next.
 func (f *Feed) Next(ctx context.Context) (Push, error) {
 	f.mu.Lock()
 	groups, offers, typing, full, acked, poll, revoked := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked
 	f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.offered = nil, nil, nil, false, false, false, 0
 	f.mu.Unlock()
+	if poll {
+		defer f.s.hub.polls.Add(-1)
+	}
 	if revoked {
 		return Push{}, ErrRevoked
 	}
 	if poll {
 		d, err := f.s.store.Device(ctx, f.dev)
 		if err != nil {
-			f.retry(poll, full)
 			return Push{}, err
 		}
 		if d.Revoked {
@@ -203,7 +209,6 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 	if full && !f.stalled {
 		ms, err := f.readAll(ctx)
 		if err != nil {
-			f.retry(poll, full)
 			return Push{}, err
 		}
 		out.Messages = ms
@@ -247,14 +252,6 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 	return out, nil
 }
 
-// retry keeps a poll or full read that failed due for the next call.
-func (f *Feed) retry(poll, full bool) {
-	f.mu.Lock()
-	f.poll = f.poll || poll
-	f.full = f.full || full
-	f.mu.Unlock()
-}
-
 // readAll reads everything pending after the device's cursors and returns
 // what was not returned before.
 func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
@@ -290,4 +287,10 @@ func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
 func (f *Feed) Close() {
 	f.s.hub.remove(f)
 	f.unsub()
+	f.mu.Lock()
+	if f.poll {
+		f.poll = false
+		f.s.hub.polls.Add(-1)
+	}
+	f.mu.Unlock()
 }

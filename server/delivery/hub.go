@@ -2,15 +2,23 @@ package delivery
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hush-chat/hush/store"
 )
 
-// pollSlots is how many slots the poll wheel has: every PollInterval /
-// pollSlots one slot's Feeds are polled, so that the polls of many
-// connections are spread over the interval instead of a ticker each.
-const pollSlots = 16
+// The poll wheel turns one slot every pollTick (PollInterval is split in
+// that many slots, at most maxSlots), and asks that slot's Feeds to poll:
+// the polls of many connections are spread evenly over the interval,
+// without a ticker each. While maxPolls polls are under way the wheel
+// waits, so that a store slower than the polls come stretches the
+// interval instead of piling up goroutines waiting for it.
+const (
+	pollTick = 100 * time.Millisecond
+	maxSlots = 3000
+	maxPolls = 32
+)
 
 // hub is the set of this node's Feeds, by device, and the poll wheel
 // that asks each of them to poll every PollInterval. The wheel's
@@ -18,10 +26,12 @@ const pollSlots = 16
 type hub struct {
 	mu    sync.Mutex
 	m     map[store.DeviceID]map[*Feed]struct{}
-	slots [pollSlots]map[*Feed]struct{}
+	slots []map[*Feed]struct{}
 	next  int           // the slot the next Feed goes to
 	n     int           // Feeds in the hub
 	stop  chan struct{} // closed to stop the wheel, nil when it is not running
+
+	polls atomic.Int64 // polls asked for and not yet done
 }
 
 func (h *hub) add(f *Feed) {
@@ -31,8 +41,11 @@ func (h *hub) add(f *Feed) {
 		h.m[f.dev] = make(map[*Feed]struct{})
 	}
 	h.m[f.dev][f] = struct{}{}
+	if h.slots == nil {
+		h.slots = make([]map[*Feed]struct{}, min(max(int(f.s.poll/pollTick), 1), maxSlots))
+	}
 	f.slot = h.next
-	h.next = (h.next + 1) % pollSlots
+	h.next = (h.next + 1) % len(h.slots)
 	if h.slots[f.slot] == nil {
 		h.slots[f.slot] = make(map[*Feed]struct{})
 	}
@@ -40,7 +53,7 @@ func (h *hub) add(f *Feed) {
 	h.n++
 	if h.stop == nil {
 		h.stop = make(chan struct{})
-		go h.wheel(f.s.poll/pollSlots, h.stop)
+		go h.wheel(f.s.poll/time.Duration(len(h.slots)), h.stop)
 	}
 }
 
@@ -73,12 +86,15 @@ func (h *hub) wheel(tick time.Duration, stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
+		if h.polls.Load() >= maxPolls {
+			continue // the store is behind: this slot waits a tick
+		}
 		h.mu.Lock()
 		for f := range h.slots[slot] {
 			f.pollNow()
 		}
 		h.mu.Unlock()
-		slot = (slot + 1) % pollSlots
+		slot = (slot + 1) % len(h.slots)
 	}
 }
 
