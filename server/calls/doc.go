@@ -6,9 +6,11 @@
 //
 // A call is a room keyed by a group id and a call id. Each device in it
 // has one PeerConnection to the SFU: it publishes one Opus and one VP8
-// track and receives every other device's, which the SFU copies to it
-// through a TrackLocalStaticRTP per published track (one binding per
-// subscriber, each with its own SSRC and payload type). A room closes
+// track and receives every other device's, which the SFU copies to it:
+// each published track has a forwarder, the TrackLocal that every
+// subscriber's RTPSender binds (one binding per subscriber, each with its
+// own SSRC and payload type), which rewrites only those two header fields
+// and allocates nothing per packet. A room closes
 // when its last device leaves; Options.MaxParticipants bounds its size.
 //
 // # Signalling
@@ -29,8 +31,9 @@
 // # Feedback
 //
 // Losses are repaired hop by hop: the SFU's NACK generator asks
-// publishers to resend, and its NACK responder resends to subscribers
-// from its own buffer. Keyframe requests (PLI, FIR) from subscribers pass
+// publishers to resend, and each forwarder answers subscribers' NACKs
+// from one history of the track's latest packets (pion's NACK responder,
+// which would keep a copy per subscriber, is kept off forwarded streams). Keyframe requests (PLI, FIR) from subscribers pass
 // through to the publisher, at most one per track every 500 ms; the SFU
 // asks for a keyframe itself when a device joins.
 //
