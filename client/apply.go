@@ -124,6 +124,8 @@ func (c *Client) apply(tx *tx, cv *Conversation, o origin, ct *Content, members 
 		ev(EventConversation, nil, "conversation: "+cv.Title())
 	case TypeTyping:
 		ev(EventTyping, nil, "")
+	case TypeCall:
+		return c.applyCall(tx, cv, o, ct.Call, events)
 	}
 	return nil
 }

@@ -58,6 +58,8 @@ type Client struct {
 	tr   Transport
 	live PushConn
 
+	hooks callHooks // the media side of calls (calls.go)
+
 	// The expiry loop (expiry.go): woken when a timer starts, stopped by
 	// Close. unscrubbed is set while deleted messages await Scrub; only
 	// expire uses it.
@@ -457,8 +459,10 @@ func (c *Client) refillKeyPackages(ctx context.Context) error {
 	return c.uploadKeyPackages(ctx, min(n, proto.MaxKeyPackageBatch-1), lastResort)
 }
 
-// emit hands events to Options.OnEvent.
+// emit hands events to Options.OnEvent, and tells the media side of
+// calls which epochs moved.
 func (c *Client) emit(events []Event) {
+	c.epochChanged(events)
 	if c.o.OnEvent == nil {
 		return
 	}

@@ -23,14 +23,14 @@ import (
 //	receipt     Targets: messages the sender has read
 //	typing      nothing: sent live over the WebSocket, never stored
 //	meta        Meta: the conversation's kind and name
+//	call        Call: call signalling (invite, join, decline, leave; calls.go)
 //
 // Every content has a fresh random ID (16 bytes, hex), which is also the
 // client message id that makes the send idempotent. Timer, in seconds, is
 // the disappearing-message timer in force when a message was sent (0: it
 // stays); the message keeps it whatever the conversation's timer becomes.
 // Version 1 is the only version; a content of a later version, or of a
-// type this client does not know (call signalling will be a new type),
-// fails to decode with [ErrUnsupportedContent] and is skipped.
+// type this client does not know (as "call" is to older clients), fails to decode with [ErrUnsupportedContent] and is skipped.
 type Content struct {
 	Version    int         `json:"v"`
 	ID         string      `json:"id"`
@@ -43,6 +43,7 @@ type Content struct {
 	Remove     bool        `json:"remove,omitempty"`
 	Attachment *Attachment `json:"attachment,omitempty"`
 	Meta       *Meta       `json:"meta,omitempty"`
+	Call       *CallSignal `json:"call,omitempty"`
 	Timer      uint32      `json:"timer,omitempty"`
 }
 
@@ -59,6 +60,7 @@ const (
 	TypeReceipt    ContentType = "receipt"
 	TypeTyping     ContentType = "typing"
 	TypeMeta       ContentType = "meta"
+	TypeCall       ContentType = "call"
 )
 
 // ContentVersion is the version of the encoding.
@@ -170,7 +172,7 @@ func DecodeContent(data []byte) (*Content, error) {
 // check enforces what each type must and must not carry.
 func (c *Content) check() error {
 	switch c.Type {
-	case TypeText, TypeAttachment, TypeReaction, TypeEdit, TypeDelete, TypeReceipt, TypeTyping, TypeMeta:
+	case TypeText, TypeAttachment, TypeReaction, TypeEdit, TypeDelete, TypeReceipt, TypeTyping, TypeMeta, TypeCall:
 	default:
 		// The type is not echoed: errors are logged, and it came from
 		// another member.
@@ -225,12 +227,20 @@ func (c *Content) check() error {
 		len(c.Meta.Name) > MaxNameBytes || !utf8.ValidString(c.Meta.Name)) {
 		return bad("has an invalid meta")
 	}
+	if (c.Type == TypeCall) != (c.Call != nil) {
+		return bad("has a stray or missing call")
+	}
+	if c.Call != nil {
+		if err := c.Call.check(); err != nil {
+			return err
+		}
+	}
 	switch c.Type {
 	case TypeText, TypeEdit:
 		if c.Text == "" {
 			return bad("has no text")
 		}
-	case TypeReaction, TypeDelete, TypeReceipt, TypeTyping, TypeMeta:
+	case TypeReaction, TypeDelete, TypeReceipt, TypeTyping, TypeMeta, TypeCall:
 		if c.Text != "" {
 			return bad("has stray text")
 		}

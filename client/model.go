@@ -108,6 +108,8 @@ const (
 	EventWarning         EventType = "warning"          // something to show the user (Text)
 	EventTimer           EventType = "timer"            // User set the disappearing-message timer (Text says to what)
 	EventExpired         EventType = "expired"          // Message (its ID and Conversation) disappeared: its timer ran out
+	EventCall            EventType = "call"             // User's Device sent call signalling: Text is the CallOp, CallID the call (calls.go)
+	EventEpoch           EventType = "epoch"            // the conversation's MLS epoch moved (a commit merged): a call's keys follow
 )
 
 // Event is something a UI may want to show. Events are emitted after the
@@ -119,6 +121,7 @@ type Event struct {
 	User         string
 	Device       string
 	Text         string
+	CallID       string // with EventCall
 }
 
 // ErrNotFound is returned for a conversation or message that does not

@@ -142,6 +142,7 @@ func (c *Client) mergeOwnCommit(tx *tx, ob *outboxRecord, g *mls.Group, events *
 	if err := tx.putGroup(ob.Group, g); err != nil {
 		return err
 	}
+	*events = append(*events, Event{Type: EventEpoch, Conversation: ob.Group})
 	for _, u := range ob.Added {
 		*events = append(*events, Event{Type: EventMemberAdded, Conversation: ob.Group, User: u})
 	}

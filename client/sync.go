@@ -443,6 +443,7 @@ func (b *batch) commit(g *mls.Group, cv *Conversation, sc *mls.StagedCommit) err
 	if err := b.tx.dropQueuedCommits(cv.ID); err != nil {
 		return err
 	}
+	b.events = append(b.events, Event{Type: EventEpoch, Conversation: cv.ID})
 	if sc.SelfRemoved || !g.Active() {
 		cv.Active = false
 		b.events = append(b.events, Event{Type: EventConversation, Conversation: cv.ID, Text: "this device was removed from the conversation"})
@@ -588,6 +589,10 @@ func (c *Client) readPush(ctx context.Context, conn PushConn, wake chan<- struct
 		case proto.FrameTyping:
 			if f.Typing != nil {
 				c.typing(ctx, f.Typing)
+			}
+		case proto.FrameCall:
+			if f.Call != nil {
+				c.callFrame(f.Call)
 			}
 		case proto.FramePing:
 			if err := conn.Write(ctx, &proto.Frame{Type: proto.FramePong, ID: f.ID}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/server/calls"
 )
 
 // Options configure a Server. The zero value is a usable default: SQLite
@@ -91,6 +92,8 @@ type CallOptions struct {
 	// MaxParticipants bounds a call's devices; 0 selects
 	// calls.DefaultMaxParticipants.
 	MaxParticipants int
+	// TestHookForward is calls.Options.TestHookForward: for tests only.
+	TestHookForward func(calls.Forwarded)
 }
 
 func (o Options) withDefaults() Options {

@@ -189,6 +189,9 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	return s, nil
 }
 
+// Calls returns the server's SFU, or nil when calls are disabled.
+func (s *Server) Calls() *calls.SFU { return s.calls }
+
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
@@ -264,6 +267,7 @@ func (s *Server) newSFU(public bool) (*calls.SFU, error) {
 		UDPPortMax:      c.UDPPortMax,
 		ICEServers:      ice,
 		Authorize:       s.authorizeCall,
+		TestHookForward: c.TestHookForward,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

@@ -102,6 +102,12 @@ func (k *Keys) decrypt(dst, frame []byte) ([]byte, error) {
 	return k.audio.Decrypt(dst, nil, frame)
 }
 
+// Open decrypts one SFrame frame of any member's stream, as a [Remote]
+// does, and appends the plaintext to dst. It fails for a frame under a
+// key these keys do not hold (an epoch we are not in, or older than the
+// window), a forged frame, or a replayed one.
+func (k *Keys) Open(dst, frame []byte) ([]byte, error) { return k.decrypt(dst, frame) }
+
 // groupState returns g's epoch and the size of its ratchet tree as all
 // members see it: one more than the highest leaf index in use.
 func groupState(g *mls.Group) (epoch uint64, size uint32, err error) {

@@ -1,0 +1,272 @@
+package client
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hush-chat/hush/proto"
+)
+
+// Call signalling, end to end encrypted: who calls, who rings, who joins,
+// declines or leaves travel as MLS application messages of type "call"
+// in the conversation (Content.Call), so the server learns none of it.
+// Only what the SFU needs to route media (the room, SDP, ICE) goes to the
+// server, in "call" WebSocket frames, which the media side (package
+// client/call) exchanges through [Client.SendCallFrame] and
+// [Client.OnCallFrame].
+//
+// Each device keeps the conversation's current call (its id and the
+// devices in it) in its local store, from the call messages it sends and
+// receives: an invite starts a call (replacing one that had emptied, or a
+// concurrent one: the later invite in the log wins), a join adds the
+// sending device, a leave removes it and ends the call once nobody is in
+// it. A decline changes nothing but is reported.
+
+// CallOp is what a call signalling message says.
+type CallOp string
+
+// Call signalling operations.
+const (
+	CallInvite  CallOp = "invite"  // a new call: the sender is in it, the others' devices ring
+	CallJoin    CallOp = "join"    // the sender's device joined the call
+	CallDecline CallOp = "decline" // the sender will not join
+	CallLeave   CallOp = "leave"   // the sender's device left (hung up)
+)
+
+// CallSignal is the body of a "call" content.
+type CallSignal struct {
+	// ID names the call within the conversation: the SFU's room is the
+	// group id and this id. At most proto.MaxCallIDBytes.
+	ID string `json:"id"`
+	Op CallOp `json:"op"`
+}
+
+func (s *CallSignal) check() error {
+	switch s.Op {
+	case CallInvite, CallJoin, CallDecline, CallLeave:
+	default:
+		return fmt.Errorf("%w: unknown call op", ErrUnsupportedContent)
+	}
+	if s.ID == "" || len(s.ID) > proto.MaxCallIDBytes {
+		return fmt.Errorf("%w: call has an invalid id", errBadContent)
+	}
+	return nil
+}
+
+// tableCalls holds each conversation's current call: group id (hex) →
+// callRecord.
+const tableCalls = "calls"
+
+// CallState is a conversation's current call as this device knows it.
+type CallState struct {
+	ID      string    `json:"id"`
+	Started time.Time `json:"started"` // when the invite was sent
+	// Devices in the call, each with its user.
+	Devices map[string]string `json:"devices"`
+}
+
+// NewCallID returns a fresh random call id.
+func NewCallID() string { return NewMessageID() }
+
+// applyCall records a call message in the conversation's call state and
+// reports it. c.mu is held (or the sync's transaction is).
+func (c *Client) applyCall(tx *tx, cv *Conversation, o origin, s *CallSignal, events *[]Event) error {
+	var st CallState
+	ok, err := tx.get(tableCalls, cv.ID, &st)
+	if err != nil {
+		return err
+	}
+	changed := true
+	switch s.Op {
+	case CallInvite:
+		st = CallState{ID: s.ID, Started: o.time, Devices: map[string]string{o.device: o.user}}
+	case CallJoin:
+		if !ok || st.ID != s.ID {
+			// A join for a call we did not see start (its invite is older
+			// than this device's history): it is the current call now.
+			st = CallState{ID: s.ID, Started: o.time, Devices: map[string]string{}}
+		}
+		st.Devices[o.device] = o.user
+	case CallLeave:
+		if ok && st.ID == s.ID {
+			delete(st.Devices, o.device)
+		} else {
+			changed = false
+		}
+	default:
+		changed = false
+	}
+	if changed {
+		if len(st.Devices) == 0 {
+			err = tx.delete(tableCalls, cv.ID)
+		} else {
+			err = tx.put(tableCalls, cv.ID, &st)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	*events = append(*events, Event{Type: EventCall, Conversation: cv.ID, User: o.user, Device: o.device, Text: string(s.Op), CallID: s.ID})
+	return nil
+}
+
+// CurrentCall returns the conversation's current call, if one is going
+// on as far as this device knows (after its last sync).
+func (c *Client) CurrentCall(ctx context.Context, conv string) (*CallState, bool, error) {
+	var st CallState
+	var ok bool
+	err := c.db.view(ctx, func(tx *tx) error {
+		var err error
+		ok, err = tx.get(tableCalls, conv, &st)
+		return err
+	})
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return &st, true, nil
+}
+
+// SendCallSignal sends a call signalling message to the conversation's
+// members (end to end encrypted, through the group's log).
+func (c *Client) SendCallSignal(ctx context.Context, conv, callID string, op CallOp) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err := c.sendContent(ctx, conv, &Content{Type: TypeCall, Call: &CallSignal{ID: callID, Op: op}})
+	return err
+}
+
+// DeviceID returns this device's id, as the server and the SFU name it.
+func (c *Client) DeviceID() (string, error) {
+	a, err := c.account()
+	if err != nil {
+		return "", err
+	}
+	return a.DeviceID, nil
+}
+
+// callHooks are the media side's subscriptions: SFU frames, and the
+// conversations whose epoch moved.
+type callHooks struct {
+	mu     sync.Mutex
+	next   int
+	frames map[int]func(*proto.Call)
+	epochs map[int]func(conv string)
+}
+
+// OnCallFrame calls fn with every "call" frame the server pushes (SFU
+// offers, ended) while [Client.Run] holds the push connection, on the
+// connection's reader goroutine: fn must not block. Call the returned
+// function to stop.
+func (c *Client) OnCallFrame(fn func(*proto.Call)) (stop func()) {
+	h := &c.hooks
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.frames == nil {
+		h.frames = make(map[int]func(*proto.Call))
+	}
+	id := h.next
+	h.next++
+	h.frames[id] = fn
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.frames, id)
+	}
+}
+
+// OnEpoch calls fn with a conversation's id after this device merged a
+// commit of its group (a member added or removed, keys updated): a call's
+// media keys must follow (client/call's Keys.Update). fn runs after the
+// change is saved, on the goroutine that made it; it may read the group
+// (Client.MLSGroup) but must not change the client's state.
+func (c *Client) OnEpoch(fn func(conv string)) (stop func()) {
+	h := &c.hooks
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.epochs == nil {
+		h.epochs = make(map[int]func(string))
+	}
+	id := h.next
+	h.next++
+	h.epochs[id] = fn
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.epochs, id)
+	}
+}
+
+// callFrame hands a pushed call frame to the subscribers.
+func (c *Client) callFrame(f *proto.Call) {
+	h := &c.hooks
+	h.mu.Lock()
+	fns := make([]func(*proto.Call), 0, len(h.frames))
+	for _, fn := range h.frames {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, fn := range fns {
+		fn(f)
+	}
+}
+
+// epochChanged tells the subscribers which conversations' epochs moved,
+// from the events of a change that is saved.
+func (c *Client) epochChanged(events []Event) {
+	var convs []string
+	for _, e := range events {
+		if e.Type == EventEpoch && !slices.Contains(convs, e.Conversation) {
+			convs = append(convs, e.Conversation)
+		}
+	}
+	if len(convs) == 0 {
+		return
+	}
+	h := &c.hooks
+	h.mu.Lock()
+	fns := make([]func(string), 0, len(h.epochs))
+	for _, fn := range h.epochs {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, conv := range convs {
+		for _, fn := range fns {
+			fn(conv)
+		}
+	}
+}
+
+// SendCallFrame sends a "call" frame to the server (the SFU) over the
+// push connection of [Client.Run]; ErrOffline without one.
+func (c *Client) SendCallFrame(ctx context.Context, f *proto.Call) error {
+	c.amu.Lock()
+	conn := c.live
+	c.amu.Unlock()
+	if conn == nil {
+		return ErrOffline
+	}
+	return conn.Write(ctx, &proto.Frame{Type: proto.FrameCall, Call: f})
+}
+
+// GroupID returns the MLS group id of a conversation, which names its
+// calls' rooms at the SFU.
+func GroupID(conv string) ([]byte, error) {
+	b, err := hex.DecodeString(conv)
+	if err != nil || len(b) == 0 {
+		return nil, errors.New("client: not a conversation id")
+	}
+	return b, nil
+}
+
+// Online reports whether [Client.Run] holds a push connection now, which
+// call signalling with the SFU needs.
+func (c *Client) Online() bool {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	return c.live != nil
+}

@@ -1,0 +1,768 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/oggwriter"
+
+	hush "github.com/hush-chat/hush/client"
+	"github.com/hush-chat/hush/client/call"
+	"github.com/hush-chat/hush/server"
+	"github.com/hush-chat/hush/server/calls"
+	"github.com/hush-chat/hush/sframe"
+)
+
+// Calls end to end: real clients (package client and client/call) in a
+// real server's SFU, on loopback. Every frame carries a plaintext marker,
+// so that the SFU's view of the payloads (calls.Options.TestHookForward)
+// can be searched for plaintext.
+
+// plainMarker starts every test frame's plaintext (after an Opus TOC
+// byte for audio).
+var plainMarker = []byte("HUSH-PLAINTEXT-MARKER")
+
+// forwardWatch checks every payload the SFU forwards: no plaintext
+// marker, and each frame's first packet starts with an SFrame header.
+// It keeps the audio payloads (whole SFrame frames) for later checks.
+type forwardWatch struct {
+	packets, plaintext, noHeader atomic.Int64
+
+	mu    sync.Mutex
+	audio [][]byte
+}
+
+func (w *forwardWatch) hook(f calls.Forwarded) {
+	w.packets.Add(1)
+	if bytes.Contains(f.Payload, plainMarker) {
+		w.plaintext.Add(1)
+	}
+	ct := f.Payload
+	if f.Kind == webrtc.RTPCodecTypeVideo {
+		var vp codecs.VP8Packet
+		var err error
+		if ct, err = vp.Unmarshal(f.Payload); err != nil {
+			w.noHeader.Add(1)
+			return
+		}
+		if vp.S == 0 || vp.PID != 0 {
+			return // a frame's later packet: ciphertext without a header
+		}
+	}
+	if _, _, err := sframe.ParseHeader(ct); err != nil {
+		w.noHeader.Add(1)
+		return
+	}
+	if f.Kind == webrtc.RTPCodecTypeAudio {
+		w.mu.Lock()
+		if len(w.audio) < 20000 {
+			w.audio = append(w.audio, bytes.Clone(f.Payload))
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *forwardWatch) check(t *testing.T) {
+	t.Helper()
+	if w.packets.Load() == 0 {
+		t.Error("the SFU forwarded nothing")
+	}
+	if n := w.plaintext.Load(); n > 0 {
+		t.Errorf("%d forwarded payloads hold plaintext", n)
+	}
+	if n := w.noHeader.Load(); n > 0 {
+		t.Errorf("%d forwarded frames do not start with an SFrame header", n)
+	}
+}
+
+func startCallServer(t *testing.T) (*e2eServer, *forwardWatch) {
+	w := &forwardWatch{}
+	return startE2E(t, func(o *server.Options) { o.Calls.TestHookForward = w.hook }), w
+}
+
+// callPeer is one device in a call, with what it received.
+type callPeer struct {
+	*e2eDevice
+	name string
+	s    *call.Session
+
+	mu      sync.Mutex
+	remotes []*call.Remote
+	got     map[string][]gotFrame // by device "/" kind
+	joined  time.Time
+	first   map[string]time.Time // first frame from each device
+}
+
+type gotFrame struct {
+	data []byte
+	at   time.Time
+}
+
+// online runs the device's push connection until the test ends.
+func online(t *testing.T, d *e2eDevice) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitUntil(t, 10*time.Second, "push connection", d.Online)
+}
+
+// waitUntil polls cond until it holds, failing the test after limit.
+func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// join places or joins the conversation's call and reads every remote
+// stream into p.got.
+func (p *callPeer) join(t *testing.T, conv string) {
+	t.Helper()
+	p.got = map[string][]gotFrame{}
+	p.first = map[string]time.Time{}
+	p.joined = time.Now()
+	s, err := call.Start(context.Background(), p.Client, conv, call.SessionOptions{
+		LoopbackOnly: true,
+		Logger:       slog.New(slog.NewTextHandler(testWriter{t, p.name}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		OnRemote: func(r *call.Remote) {
+			p.mu.Lock()
+			p.remotes = append(p.remotes, r)
+			p.mu.Unlock()
+			go p.read(r)
+		},
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	p.s = s
+	t.Cleanup(func() { s.Leave(context.Background()) })
+}
+
+// testWriter logs a peer's call warnings in the test's log.
+type testWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s: %s", w.name, bytes.TrimSpace(p))
+	return len(p), nil
+}
+
+// joinInvited waits for the invitation to the call that caller placed
+// (an MLS message), then joins that call.
+func (p *callPeer) joinInvited(t *testing.T, conv string, caller *callPeer) {
+	t.Helper()
+	waitUntil(t, 10*time.Second, p.name+"'s invitation", func() bool {
+		for _, e := range p.eventsOf(hush.EventCall) {
+			if e.Text == string(hush.CallInvite) && e.CallID == caller.s.ID() && e.User == caller.name {
+				return true
+			}
+		}
+		return false
+	})
+	p.join(t, conv)
+	if p.s.ID() != caller.s.ID() {
+		t.Fatalf("%s joined call %s, not %s's", p.name, p.s.ID(), caller.name)
+	}
+}
+
+func (p *callPeer) read(r *call.Remote) {
+	key := r.Device + "/" + r.Kind.String()
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		p.mu.Lock()
+		p.got[key] = append(p.got[key], gotFrame{data: f.Data, at: now})
+		if _, ok := p.first[r.Device]; !ok {
+			p.first[r.Device] = now
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *callPeer) remoteCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.remotes)
+}
+
+func (p *callPeer) frames(device, kind string) []gotFrame {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.got[device+"/"+kind])
+}
+
+func (p *callPeer) deviceID(t *testing.T) string {
+	id, err := p.DeviceID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// testFrame makes frame i of a stream: the marker, the sender's epoch,
+// the index, and random bytes; audio starts with an Opus TOC byte (CELT,
+// 20 ms, one frame), video is large enough for several packets.
+func testFrame(rng *rand.Rand, video bool, epoch uint64, i int) []byte {
+	size := 40 + rng.IntN(120)
+	var f []byte
+	if video {
+		size = 1500 + rng.IntN(2500)
+	} else {
+		f = append(f, 0xf8)
+	}
+	f = append(f, plainMarker...)
+	f = binary.BigEndian.AppendUint64(f, epoch)
+	f = binary.BigEndian.AppendUint32(f, uint32(i))
+	for len(f) < size {
+		f = append(f, byte(rng.Uint32()))
+	}
+	return f
+}
+
+// frameEpoch returns the epoch a test frame was sent under (as its
+// sender's keys said just before encrypting it).
+func frameEpoch(f []byte) uint64 {
+	off := bytes.Index(f, plainMarker) + len(plainMarker)
+	return binary.BigEndian.Uint64(f[off:])
+}
+
+// streamer sends a peer's audio every 20 ms and video every 100 ms.
+type streamer struct {
+	mu    sync.Mutex
+	audio [][]byte
+	video [][]byte
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// stream sends ticks frames of audio (and one video frame every fifth),
+// or until stop when ticks is negative.
+func stream(p *callPeer, seed uint64, ticks int) *streamer {
+	st := &streamer{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(st.done)
+		rng := rand.New(rand.NewPCG(seed, 1))
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ticks < 0 || i < ticks; i++ {
+			select {
+			case <-st.stop:
+				return
+			case <-tick.C:
+			}
+			epoch := p.s.Keys().Epoch()
+			a := testFrame(rng, false, epoch, i)
+			if p.s.Audio().WriteFrame(a, uint32(i*960)) != nil {
+				return
+			}
+			st.mu.Lock()
+			st.audio = append(st.audio, a)
+			st.mu.Unlock()
+			if i%5 == 0 {
+				v := testFrame(rng, true, epoch, i)
+				if p.s.Video().WriteFrame(v, uint32(i*1800)) != nil {
+					return
+				}
+				st.mu.Lock()
+				st.video = append(st.video, v)
+				st.mu.Unlock()
+			}
+		}
+	}()
+	return st
+}
+
+func (st *streamer) halt() {
+	close(st.stop)
+	<-st.done
+}
+
+func (st *streamer) sent(kind string) [][]byte {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if kind == "video" {
+		return slices.Clone(st.video)
+	}
+	return slices.Clone(st.audio)
+}
+
+// callGroup registers n users, puts them in one group conversation, and
+// brings each online.
+func callGroup(t *testing.T, s *e2eServer, names ...string) ([]*callPeer, string) {
+	t.Helper()
+	var peers []*callPeer
+	for _, n := range names {
+		peers = append(peers, &callPeer{e2eDevice: s.register(t, n), name: n})
+	}
+	cv := peers[0].newGroup("call", names[1:]...)
+	for _, p := range peers {
+		p.sync()
+		online(t, p.e2eDevice)
+	}
+	return peers, cv.ID
+}
+
+// waitConnected waits until every peer's call is connected and receives
+// the audio and video of every other peer.
+func waitConnected(t *testing.T, peers []*callPeer) {
+	t.Helper()
+	for _, p := range peers {
+		select {
+		case <-p.s.Connected():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the call did not connect", p.name)
+		}
+		waitUntil(t, 20*time.Second, p.name+"'s remote streams", func() bool { return p.remoteCount() >= 2*(len(peers)-1) })
+	}
+}
+
+// TestCallGroup runs a 4-person group call through the real server:
+// every participant receives every other participant's audio and video
+// frames byte for byte, and the SFU saw only SFrame ciphertext.
+func TestCallGroup(t *testing.T) {
+	s, watch := startCallServer(t)
+	peers, conv := callGroup(t, s, "alice", "bob", "carol", "dave")
+
+	peers[0].join(t, conv)
+	if !peers[0].s.Started {
+		t.Fatal("alice's call did not start a new call")
+	}
+	for _, p := range peers[1:] {
+		p.joinInvited(t, conv, peers[0])
+	}
+	waitConnected(t, peers)
+	time.Sleep(300 * time.Millisecond) // let the last renegotiations settle
+
+	const ticks = 60 // 1.2 s of audio, 12 video frames, per participant
+	var sts []*streamer
+	for i, p := range peers {
+		sts = append(sts, stream(p, uint64(i+1), ticks))
+	}
+	for _, st := range sts {
+		<-st.done
+	}
+	for i, p := range peers {
+		want := map[string][][]byte{"audio": sts[i].sent("audio"), "video": sts[i].sent("video")}
+		if len(want["audio"]) != ticks {
+			t.Fatalf("%s sent %d audio frames of %d", p.name, len(want["audio"]), ticks)
+		}
+		id := p.deviceID(t)
+		for _, q := range peers {
+			if q == p {
+				continue
+			}
+			for kind, frames := range want {
+				waitUntil(t, 10*time.Second, fmt.Sprintf("%s's %s from %s", q.name, kind, p.name), func() bool {
+					return len(q.frames(id, kind)) >= len(frames)
+				})
+				got := q.frames(id, kind)
+				if len(got) != len(frames) {
+					t.Fatalf("%s got %d %s frames from %s, sent %d", q.name, len(got), kind, p.name, len(frames))
+				}
+				for j := range got {
+					if !bytes.Equal(got[j].data, frames[j]) {
+						t.Fatalf("%s's %s frame %d from %s differs from what was sent", q.name, kind, j, p.name)
+					}
+				}
+			}
+		}
+	}
+	watch.check(t)
+
+	// Hanging up is signalled to the members, and the call ends when the
+	// last one leaves.
+	for _, p := range peers {
+		if err := p.s.Leave(context.Background()); err != nil {
+			t.Fatalf("%s: leave: %v", p.name, err)
+		}
+	}
+	waitUntil(t, 10*time.Second, "the SFU's room to close", func() bool { return s.Calls().Rooms() == 0 })
+	waitUntil(t, 10*time.Second, "alice to see the call over", func() bool {
+		_, ok, err := peers[0].CurrentCall(context.Background(), conv)
+		return err == nil && !ok
+	})
+}
+
+// TestCallLateJoinAndRemoval: a late joiner receives every other
+// participant within 1 s; a member removed mid-call stops decrypting
+// after the rekey, and the others go on with no gap over 1 s.
+func TestCallLateJoinAndRemoval(t *testing.T) {
+	s, watch := startCallServer(t)
+	peers, conv := callGroup(t, s, "alice", "bob", "carol", "dave")
+	alice, dave := peers[0], peers[3]
+	alice.join(t, conv)
+	for _, p := range peers[1:3] {
+		p.joinInvited(t, conv, alice)
+	}
+	waitConnected(t, peers[:3])
+	var sts []*streamer
+	for i, p := range peers[:3] {
+		sts = append(sts, stream(p, uint64(10+i), -1))
+	}
+	defer func() {
+		for _, st := range sts {
+			st.halt()
+		}
+	}()
+
+	// The late joiner.
+	dave.joinInvited(t, conv, alice)
+	for _, p := range peers[:3] {
+		id := p.deviceID(t)
+		waitUntil(t, 10*time.Second, "dave's first frame from "+p.name, func() bool {
+			dave.mu.Lock()
+			defer dave.mu.Unlock()
+			_, ok := dave.first[id]
+			return ok
+		})
+		dave.mu.Lock()
+		took := dave.first[id].Sub(dave.joined)
+		dave.mu.Unlock()
+		t.Logf("late joiner: first frame from %s %v after joining", p.name, took)
+		if took > time.Second {
+			t.Errorf("the late joiner received %s only %v after joining", p.name, took)
+		}
+	}
+	sts = append(sts, stream(dave, 13, -1))
+	time.Sleep(500 * time.Millisecond)
+
+	// Remove dave mid-call.
+	before := alice.s.Keys().Epoch()
+	removed := time.Now()
+	if err := alice.RemoveMember(context.Background(), conv, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	newEpoch := before + 1
+	for _, p := range peers[:3] {
+		waitUntil(t, 10*time.Second, p.name+"'s rekey", func() bool { return p.s.Keys().Epoch() >= newEpoch })
+	}
+	rekeyed := time.Now()
+	t.Logf("removal: every remaining member rekeyed %v after the remove started", rekeyed.Sub(removed))
+	// The server does not route the removing commit to dave (he is off
+	// the roster), but the SFU evicts him.
+	select {
+	case <-dave.s.Done():
+		t.Logf("dave's call ended: %s", dave.s.Reason())
+	case <-time.After(10 * time.Second):
+		t.Error("the SFU did not evict dave")
+	}
+	time.Sleep(1500 * time.Millisecond) // the others talk on
+	for _, st := range sts {
+		st.halt()
+	}
+	sts = nil
+
+	// dave decrypted nothing sent under the new epoch.
+	for _, p := range peers[:3] {
+		for _, f := range dave.frames(p.deviceID(t), "audio") {
+			if frameEpoch(f.data) >= newEpoch {
+				t.Fatalf("dave decrypted %s's frame of epoch %d after his removal", p.name, frameEpoch(f.data))
+			}
+		}
+	}
+	// Nor could he: every audio frame of the new epoch the SFU forwarded
+	// fails under dave's keys, and opens under a member's.
+	g, err := peers[1].MLSGroup(context.Background(), conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobKeys, err := call.NewKeys(g)
+	g.Wipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bobKeys.Close()
+	watch.mu.Lock()
+	audio := slices.Clone(watch.audio)
+	watch.mu.Unlock()
+	var fresh, opened int
+	for _, ct := range audio {
+		h, _, err := sframe.ParseHeader(ct)
+		if err != nil || h.KID&(1<<sframe.DefaultEpochBits-1) != newEpoch%(1<<sframe.DefaultEpochBits) {
+			continue
+		}
+		fresh++
+		if _, err := dave.s.Keys().Open(nil, ct); err == nil {
+			t.Fatal("dave's keys open a frame of the epoch after his removal")
+		}
+		if pt, err := bobKeys.Open(nil, ct); err == nil && bytes.Contains(pt, plainMarker) {
+			opened++
+		}
+	}
+	if fresh == 0 || opened == 0 {
+		t.Fatalf("of %d forwarded frames of the new epoch, a member opened %d", fresh, opened)
+	}
+
+	// The others went on: no gap over 1 s in any stream among them.
+	for _, p := range peers[:3] {
+		id := p.deviceID(t)
+		for _, q := range peers[:3] {
+			if q == p {
+				continue
+			}
+			fs := q.frames(id, "audio")
+			var gap time.Duration
+			var after int
+			for j := 1; j < len(fs); j++ {
+				if fs[j].at.Before(removed.Add(-time.Second)) {
+					continue
+				}
+				gap = max(gap, fs[j].at.Sub(fs[j-1].at))
+				if frameEpoch(fs[j].data) >= newEpoch {
+					after++
+				}
+			}
+			t.Logf("%s hears %s: longest gap around the removal %v", q.name, p.name, gap)
+			if gap > time.Second {
+				t.Errorf("%s's audio from %s stopped for %v around the removal", q.name, p.name, gap)
+			}
+			if after == 0 {
+				t.Errorf("%s received nothing from %s after the rekey", q.name, p.name)
+			}
+		}
+	}
+	watch.check(t)
+}
+
+// TestCall1to1Files: a 1:1 call through the real server, each side
+// publishing an Ogg Opus and an IVF file (call.Publish) and recording the
+// other (call.Record): the recordings hold exactly the frames of the
+// other side's files.
+func TestCall1to1Files(t *testing.T) {
+	s, watch := startCallServer(t)
+	alice := &callPeer{e2eDevice: s.register(t, "alice"), name: "alice"}
+	bob := &callPeer{e2eDevice: s.register(t, "bob"), name: "bob"}
+	cv := alice.direct("bob")
+	bob.sync()
+	online(t, alice.e2eDevice)
+	online(t, bob.e2eDevice)
+
+	dir := t.TempDir()
+	type files struct {
+		ogg, ivf     string
+		audio, video [][]byte
+		rec          string
+		recorded     []string
+		recErr       chan error
+	}
+	make1 := func(name string, seed uint64) *files {
+		f := &files{ogg: filepath.Join(dir, name+".ogg"), ivf: filepath.Join(dir, name+".ivf"), rec: filepath.Join(dir, name+"-rec"), recErr: make(chan error, 2)}
+		f.audio, f.video = writeMedia(t, f.ogg, f.ivf, seed, 40, 8)
+		if err := os.Mkdir(f.rec, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	fa, fb := make1("alice", 1), make1("bob", 2)
+	var recMu sync.Mutex
+	start := func(p *callPeer, f *files) {
+		s, err := call.Start(context.Background(), p.Client, cv.ID, call.SessionOptions{
+			LoopbackOnly: true,
+			OnRemote: func(r *call.Remote) {
+				p.mu.Lock()
+				p.remotes = append(p.remotes, r)
+				p.mu.Unlock()
+				go func() {
+					name, err := call.Record(f.rec, r)
+					recMu.Lock()
+					f.recorded = append(f.recorded, name)
+					recMu.Unlock()
+					f.recErr <- err
+				}()
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.s = s
+	}
+	start(alice, fa)
+	waitUntil(t, 10*time.Second, "bob's invitation", func() bool {
+		_, ok, _ := bob.CurrentCall(context.Background(), cv.ID)
+		return ok
+	})
+	start(bob, fb)
+	waitConnected(t, []*callPeer{alice, bob})
+	time.Sleep(300 * time.Millisecond)
+
+	publish := func(p *callPeer, f *files) chan error {
+		done := make(chan error, 1)
+		go func() {
+			a, err := os.Open(f.ogg)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer a.Close()
+			v, err := os.Open(f.ivf)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer v.Close()
+			done <- call.Publish(context.Background(), p.s.Call, a, v)
+		}()
+		return done
+	}
+	da, db := publish(alice, fa), publish(bob, fb)
+	if err := errors.Join(<-da, <-db); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until each side has decrypted everything the other sent, then
+	// hang up, which ends the recordings.
+	for _, pair := range []struct {
+		p *callPeer
+		f *files
+	}{{alice, fb}, {bob, fa}} {
+		waitUntil(t, 10*time.Second, pair.p.name+"'s frames", func() bool {
+			var n uint64
+			pair.p.mu.Lock()
+			for _, r := range pair.p.remotes {
+				n += r.Stats().Frames
+			}
+			pair.p.mu.Unlock()
+			return n >= uint64(len(pair.f.audio)+len(pair.f.video))
+		})
+	}
+	for _, p := range []*callPeer{alice, bob} {
+		if err := p.s.Leave(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []*files{fa, fb} {
+		for range 2 {
+			if err := <-f.recErr; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(f *files, other *callPeer, of *files) {
+		id := other.deviceID(t)
+		audio := readOgg(t, filepath.Join(f.rec, id+".ogg"))
+		video := readIVF(t, filepath.Join(f.rec, id+".ivf"))
+		if !slices.EqualFunc(audio, of.audio, bytes.Equal) {
+			t.Errorf("the recording of %s's audio has %d frames, not the %d sent", other.name, len(audio), len(of.audio))
+		}
+		if !slices.EqualFunc(video, of.video, bytes.Equal) {
+			t.Errorf("the recording of %s's video has %d frames, not the %d sent", other.name, len(video), len(of.video))
+		}
+	}
+	check(fa, bob, fb)
+	check(fb, alice, fa)
+	watch.check(t)
+}
+
+// writeMedia writes an Ogg Opus file of n 20 ms packets and an IVF (VP8)
+// file of m frames at 10 fps, and returns their frames.
+func writeMedia(t *testing.T, oggPath, ivfPath string, seed uint64, n, m int) (audio, video [][]byte) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 2))
+	ow, err := oggwriter.New(oggPath, 48000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		f := testFrame(rng, false, 0, i)
+		audio = append(audio, f)
+		if err := ow.WriteRTP(&rtp.Packet{Header: rtp.Header{Timestamp: uint32(i * 960)}, Payload: f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	vf, err := os.Create(ivfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iw, err := call.NewIVFWriter(vf, call.IVFHeader{FourCC: "VP80", Width: 64, Height: 48, Numerator: 1, Denominator: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m {
+		f := testFrame(rng, true, 0, i)
+		video = append(video, f)
+		if err := iw.WriteFrame(f, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(iw.Close(), vf.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return audio, video
+}
+
+func readOgg(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := call.NewOpusReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for {
+		p, err := r.ReadPacket()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+}
+
+func readIVF(t *testing.T, path string) [][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := call.NewIVFReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for {
+		fr, _, err := r.ReadFrame()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fr)
+	}
+}
