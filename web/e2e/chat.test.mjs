@@ -5,9 +5,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cliUser, launchBrowser, person, screenshot, startServer } from './harness.mjs';
+import { makeMedia } from './media.mjs';
 
 const T = 30_000; // how long to wait for something to show
 
@@ -20,6 +21,55 @@ async function cliMessages(u, conv) {
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l));
+}
+
+/** The call screen's counts: the transform worker's and the PeerConnection's. */
+async function callStats(p) {
+  const d = await p.page.locator('[data-testid=call-secure]').evaluate((e) => ({ ...e.dataset }));
+  const n = (k) => Number(d[k] ?? 0);
+  return {
+    encrypted: n('encrypted'),
+    encryptedAudio: n('encryptedAudio'),
+    encryptedVideo: n('encryptedVideo'),
+    decrypted: n('decrypted'),
+    failed: n('failed'),
+    epoch: n('epoch'),
+    framesDecoded: n('framesDecoded'),
+    audioPackets: n('audioPackets'),
+    error: d.error ?? '',
+  };
+}
+
+/** Frames in the IVF files and packets in the Ogg files of a recording directory. */
+async function recorded(dir) {
+  let ivfFrames = 0;
+  let oggPackets = 0;
+  for (const name of await readdir(dir)) {
+    const b = await readFile(path.join(dir, name));
+    if (name.endsWith('.ivf')) {
+      for (let off = 32; off + 12 <= b.length; ) {
+        const n = b.readUInt32LE(off);
+        if (off + 12 + n > b.length) break; // being written
+        ivfFrames++;
+        off += 12 + n;
+      }
+    } else if (name.endsWith('.ogg')) {
+      // Pages: count the packets each ends (lacing values below 255).
+      for (let off = 0; off + 27 <= b.length && b.toString('latin1', off, off + 4) === 'OggS'; ) {
+        const nseg = b[off + 26];
+        if (off + 27 + nseg > b.length) break;
+        let body = 0;
+        for (let i = 0; i < nseg; i++) {
+          const l = b[off + 27 + i];
+          body += l;
+          if (l < 255) oggPackets++;
+        }
+        off += 27 + nseg + body;
+      }
+      oggPackets = Math.max(0, oggPackets - 2); // OpusHead, OpusTags
+    }
+  }
+  return { ivfFrames, oggPackets };
 }
 
 async function eventually(what, fn, timeout = T) {
@@ -299,30 +349,86 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
     await alice.page.locator('[data-testid=timer-pill]').waitFor({ state: 'detached', timeout: T });
   });
 
-  it('calls between two browsers with SFrame on every frame, keyed from the conversation\'s MLS group', async () => {
+  it('calls between two browsers through the SFU: ringing, SFrame on every frame, keys from the MLS group', async () => {
     await openConversation(alice, 'bob');
     await openConversation(bob, 'alice');
-    const conv = await alice.page.locator('[data-testid=conversation-view]').getAttribute('data-conv');
-    assert.equal(await bob.page.locator('[data-testid=conversation-view]').getAttribute('data-conv'), conv);
-    // The SFU's signalling is not on the WebSocket yet: the test carries
-    // the SDP between the pages (a TEST-ONLY hook); the media, its
-    // encoded transforms and the SFrame keys are the product's.
-    const offer = await alice.page.evaluate(([c]) => globalThis.__hushTestDirectCall.offer(c, 'bob'), [conv]);
-    const answer = await bob.page.evaluate(([c, o]) => globalThis.__hushTestDirectCall.answer(c, 'alice', o), [conv, offer]);
-    await alice.page.evaluate(([a]) => globalThis.__hushTestDirectCall.accept(a), [answer]);
+    await alice.page.click('[data-testid=call-button]');
+    await alice.page.locator('[data-testid=call]').waitFor({ timeout: T });
+    // Bob's page rings (an MLS message from alice), and he answers.
+    await bob.page.locator('[data-testid=ringing]').waitFor({ timeout: T });
+    assert.match(await bob.page.locator('[data-testid=ringing]').textContent(), /alice/);
+    await screenshot(bob.page, '10-ringing');
+    await bob.page.click('[data-testid=accept-call]');
     for (const p of [alice, bob]) {
       const s = await eventually(`${p.name}'s received frames to decrypt`, async () => {
-        const s = await p.page.evaluate(() => globalThis.__hushTestDirectCall.stats());
-        return s.decrypted > 50 && s.encrypted > 50 && s.framesDecoded > 10 && s.audioPackets > 10 ? s : null;
+        const s = await callStats(p);
+        return s.decrypted > 50 && s.encryptedAudio > 20 && s.encryptedVideo > 20 && s.framesDecoded > 10 && s.audioPackets > 10 ? s : null;
       });
       assert.equal(s.failed, 0, `${p.name}: frames that did not open: ${s.error}`);
       assert.ok(s.epoch >= 1, `${p.name}: keyed from an MLS epoch`);
     }
-    await bob.page.locator('[data-testid=call-secure]').waitFor();
     await alice.page.waitForTimeout(1500);
     await screenshot(bob.page, '08-call');
-    for (const p of [alice, bob]) await p.page.evaluate(() => globalThis.__hushTestDirectCall.hangup());
-    await bob.page.locator('[data-testid=call]').waitFor({ state: 'detached' });
+    // Alice hangs up: bob is alone in the call, then hangs up too.
+    await alice.page.click('[data-testid=hangup]');
+    await alice.page.locator('[data-testid=call]').waitFor({ state: 'detached', timeout: T });
+    await bob.page.locator('[data-testid=call][data-participants="0"]').waitFor({ timeout: T });
+    assert.equal((await callStats(bob)).failed, 0);
+    await bob.page.click('[data-testid=hangup]');
+    await bob.page.locator('[data-testid=call]').waitFor({ state: 'detached', timeout: T });
+  });
+
+  it('calls between a browser and the command line through the SFU, each side decrypting the other', async () => {
+    // Real Opus and VP8 for carol, encoded by the browser's WebCodecs.
+    const ogg = path.join(server.dir, 'carol.ogg');
+    const ivf = path.join(server.dir, 'carol.ivf');
+    const made = await makeMedia(alice.page, 60, ogg, ivf);
+    assert.ok(made.audioPackets >= 3000 && made.videoFrames >= 1800, JSON.stringify(made));
+
+    // Alice calls the group; bob declines; carol joins from the command line.
+    await openConversation(alice, 'Weekend trip');
+    await openConversation(bob, 'Weekend trip');
+    await alice.page.click('[data-testid=call-button]');
+    await alice.page.locator('[data-testid=call]').waitFor({ timeout: T });
+    await bob.page.locator('[data-testid=ringing]').waitFor({ timeout: T });
+    await bob.page.click('[data-testid=decline-call]');
+    await bob.page.locator('[data-testid=ringing]').waitFor({ state: 'detached', timeout: T });
+    // The call goes on: bob's header offers to join it.
+    await bob.page.locator('[data-testid=join-call]').waitFor({ timeout: T });
+
+    const rec = path.join(server.dir, 'carol-recording');
+    await mkdir(rec, { recursive: true });
+    const cli = carol.spawn('call', 'Weekend trip', '--audio', ogg, '--video', ivf, '--record', rec);
+    const running = () => {
+      if (cli.proc.exitCode !== null) throw new Error(`hush call exited (${cli.proc.exitCode}): ${cli.output()}`);
+    };
+    try {
+      // Alice's page receives carol's audio and video and decrypts them.
+      const s = await eventually("carol's frames to decrypt in alice's page", async () => {
+        running();
+        const s = await callStats(alice);
+        return s.decrypted > 100 && s.framesDecoded > 10 && s.audioPackets > 50 ? s : null;
+      }, 60_000);
+      assert.equal(s.failed, 0, `frames that did not open: ${s.error}`);
+      await screenshot(alice.page, '11-call-cli');
+      // Carol's recording of alice's streams holds frames, and more later.
+      const first = await eventually("carol's recording of alice", async () => {
+        running();
+        const c = await recorded(rec);
+        return c.ivfFrames > 10 && c.oggPackets > 10 ? c : null;
+      }, 60_000);
+      const later = await eventually('the recording to grow', async () => {
+        const c = await recorded(rec);
+        return c.ivfFrames > first.ivfFrames && c.oggPackets > first.oggPackets ? c : null;
+      });
+      assert.ok(later.ivfFrames > first.ivfFrames);
+      assert.equal((await callStats(alice)).failed, 0, 'no frame failed in alice\'s page');
+    } finally {
+      await cli.stop();
+      // Whatever happened, alice leaves the call, for the tests after.
+      if (await alice.page.locator('[data-testid=hangup]').count()) await alice.page.click('[data-testid=hangup]');
+    }
+    await alice.page.locator('[data-testid=call]').waitFor({ state: 'detached', timeout: T });
   });
 
   it('links a browser as another device of an account made on the command line', async () => {

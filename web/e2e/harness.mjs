@@ -108,6 +108,9 @@ export async function launchBrowser() {
       '--use-fake-device-for-media-stream',
       // Calls between two pages of this browser connect over loopback.
       '--disable-features=WebRtcHideLocalIpsWithMdns',
+      // The SFU of a hush serve on a loopback address offers loopback
+      // candidates only.
+      '--allow-loopback-in-peer-connection',
     ],
   });
 }
@@ -142,6 +145,25 @@ export async function cliUser(server, name) {
         throw new Error(`hush ${args.join(' ')}: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
       });
       return stdout;
+    },
+    /** Starts `hush ARGS` in the background; stop() interrupts it and waits. */
+    spawn(...args) {
+      const proc = spawn(server.bin, [...args, '--profile', name], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      proc.stdout.on('data', (d) => (out += d));
+      proc.stderr.on('data', (d) => (out += d));
+      const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+      return {
+        proc,
+        output: () => out,
+        exited,
+        async stop() {
+          if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
+          const r = await Promise.race([exited, new Promise((res) => setTimeout(() => res(null), 10000))]);
+          if (!r) proc.kill('SIGKILL');
+          return out;
+        },
+      };
     },
     async json(...args) {
       return JSON.parse(await this.run(...args, '--json'));

@@ -6,8 +6,10 @@ import { ConversationView, EmptyView } from './ui/conversation';
 import { Details } from './ui/details';
 import { Modal, type ModalState } from './ui/modals';
 import { Logo } from './ui/icons';
-import { CallView } from './call/view';
-import { installTestHook, onCall, type ActiveCall } from './call/direct';
+import { CallView, Ringing } from './call/view';
+import { onCall, type ActiveCall } from './call/sfu';
+import { declineRing, joinRunning, startCall, watchRings, type Ring } from './call/ring';
+import type { CallState } from './core/bridge';
 
 export interface Upload {
   id: string;
@@ -76,13 +78,34 @@ function Main({ core, account }: { core: Core; account: Account }) {
   const [modal, setModal] = useState<ModalState | null>(null);
   const [details, setDetails] = useState(false);
   const [toast, setToast] = useState<string | null>(null);
-  const [call, setCall] = useState<ActiveCall | null>(null);
-  useEffect(() => {
-    installTestHook(core);
-    return onCall(setCall);
-  }, [core]);
+  // The call in progress, in a new box at each change so that it redraws.
+  const [callBox, setCallBox] = useState<{ call: ActiveCall | null }>({ call: null });
+  const call = callBox.call;
+  useEffect(
+    () =>
+      onCall((c, why) => {
+        setCallBox({ call: c });
+        if (why) notify(why);
+      }),
+    [],
+  );
+  // Incoming calls ring until accepted, declined, or the caller leaves.
+  const [rings, setRings] = useState<Ring[]>([]);
   const currentRef = useRef(currentId);
   currentRef.current = currentId;
+  // The open conversation's call going on, which the header offers to join.
+  const [ongoing, setOngoing] = useState<CallState | null>(null);
+  const checkOngoing = useCallback(
+    (conv: string) => {
+      if (conv !== currentRef.current) return;
+      core
+        .call('currentCall', { conv })
+        .then((st) => conv === currentRef.current && setOngoing(st))
+        .catch(() => setOngoing(null));
+    },
+    [core],
+  );
+  useEffect(() => watchRings(core, account, setRings, checkOngoing), [core, account, checkOngoing]);
 
   const notify = useCallback((text: string) => {
     setToast(text);
@@ -154,6 +177,12 @@ function Main({ core, account }: { core: Core; account: Account }) {
   }, [core, refresh, notify, account.username]);
 
   const current = convs.find((c) => c.id === currentId) ?? null;
+  // Whether the open conversation has a call going on: on opening it, and
+  // when a call of ours ends.
+  useEffect(() => {
+    setOngoing(null);
+    if (currentId && !call) checkOngoing(currentId);
+  }, [currentId, call, checkOngoing]);
 
   const open = useCallback(
     async (id: string | null) => {
@@ -204,6 +233,13 @@ function Main({ core, account }: { core: Core; account: Account }) {
           conv={current}
           onModal={setModal}
           onDetails={() => setDetails((d) => !d)}
+          ongoing={!call && ongoing ? ongoing : null}
+          onCall={
+            call
+              ? undefined
+              : () =>
+                  (ongoing ? joinRunning(core, current.id, current.title, ongoing.id) : startCall(core, current.id, current.title)).catch((e) => notify(friendly(e)))
+          }
           onError={(e) => notify(friendly(e))}
           refresh={refresh}
           startUpload={startUpload}
@@ -229,6 +265,19 @@ function Main({ core, account }: { core: Core; account: Account }) {
         />
       )}
       {call && <CallView call={call} />}
+      {!call &&
+        rings.slice(0, 1).map((r) => {
+          const title = convs.find((c) => c.id === r.conv)?.title ?? r.from;
+          return (
+            <Ringing
+              key={r.callId}
+              from={r.from}
+              title={title}
+              onAccept={() => joinRunning(core, r.conv, title, r.callId).catch((e) => notify(friendly(e)))}
+              onDecline={() => declineRing(core, r).catch((e) => notify(friendly(e)))}
+            />
+          );
+        })}
       {toast && (
         <div class="toast" role="status" data-testid="toast">
           {toast}

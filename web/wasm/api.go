@@ -49,6 +49,7 @@ type event struct {
 	Total        int64        `json:"total,omitempty"`
 	Upload       string       `json:"upload,omitempty"`
 	Call         *proto.Call  `json:"call,omitempty"`
+	CallID       string       `json:"callId,omitempty"`
 }
 
 func (b *bridge) emit(e event) {
@@ -97,7 +98,13 @@ func (b *bridge) open(ctx context.Context, host js.Value) (any, error) {
 			return &transport{HTTPTransport: ht, base: b.server, upload: upload, emit: b.emit, b: b}, nil
 		},
 		OnEvent: func(e client.Event) {
-			b.emit(event{Type: string(e.Type), Conversation: e.Conversation, Message: msgJSON(e.Message), User: e.User, Device: e.Device, Text: e.Text})
+			typ := string(e.Type)
+			if e.Type == client.EventCall {
+				// call_invite, call_join, call_decline, call_leave: the
+				// call signalling among the members (MLS messages).
+				typ = "call_" + e.Text
+			}
+			b.emit(event{Type: typ, Conversation: e.Conversation, Message: msgJSON(e.Message), User: e.User, Device: e.Device, Text: e.Text, CallID: e.CallID})
 		},
 	})
 	if err != nil {
@@ -440,6 +447,28 @@ var methods = map[string]methodFunc{
 		}
 		return map[string]any{"epoch": g.Epoch(), "groupSize": ms[len(ms)-1].Index + 1, "leafIndex": g.Index(), "baseKey": key}, nil
 	}),
+	"callSend": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
+		Conv   string        `json:"conv"`
+		CallID string        `json:"callId"`
+		Op     client.CallOp `json:"op"`
+	}, _ []byte) (any, error) {
+		// Call signalling among the members, end to end encrypted: invite
+		// (ring the others), join, decline, leave.
+		switch a.Op {
+		case client.CallInvite, client.CallJoin, client.CallDecline, client.CallLeave:
+		default:
+			return nil, fmt.Errorf("unknown call op %q", a.Op)
+		}
+		return nil, c.SendCallSignal(ctx, a.Conv, a.CallID, a.Op)
+	}),
+	"currentCall": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
+		// The conversation's call going on, as far as this device knows.
+		st, ok, err := c.CurrentCall(ctx, a.Conv)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return map[string]any{"id": st.ID, "started": st.Started, "devices": st.Devices}, nil
+	}),
 	"callSignal": with(func(ctx context.Context, b *bridge, c *client.Client, a proto.Call, _ []byte) (any, error) {
 		// A call signalling frame for the SFU (join, answer, leave).
 		b.mu.Lock()
@@ -448,7 +477,7 @@ var methods = map[string]methodFunc{
 		if live == nil {
 			return nil, client.ErrOffline
 		}
-		return nil, live.Write(ctx, &proto.Frame{Type: proto.FrameCall, Call: &a})
+		return nil, live.Write(ctx, &proto.Frame{Type: proto.FrameCall, ID: callFrameID(), Call: &a})
 	}),
 	"sync": func(ctx context.Context, b *bridge, c *client.Client, _, _ []byte) (any, error) {
 		return nil, c.Sync(ctx)

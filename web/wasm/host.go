@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 	"syscall/js"
 
 	"github.com/hush-chat/hush/client"
@@ -135,7 +136,20 @@ func (p *pushConn) Read(ctx context.Context) (*proto.Frame, error) {
 		p.emit(event{Type: "connection", Text: "offline"})
 	}
 	if err == nil && f.Type == proto.FrameCall && f.Call != nil {
-		p.emit(event{Type: "call", Call: f.Call})
+		p.emit(event{Type: "call_frame", Call: f.Call})
+	}
+	if err == nil && f.Type == proto.FrameError && f.Error != nil && f.ID >= callFrameIDBase {
+		// The server refused a call frame the page sent (callSignal).
+		p.emit(event{Type: "call_error", Text: string(f.Error.Code) + ": " + f.Error.Message})
 	}
 	return f, err
 }
+
+// Call frames the page sends carry ids from callFrameIDBase up, so that
+// the server's error frame for one of them (which repeats its id) reaches
+// the page; the core sends no frame with an id.
+const callFrameIDBase = 1 << 62
+
+var callFrameSeq atomic.Uint64
+
+func callFrameID() uint64 { return callFrameIDBase + callFrameSeq.Add(1) }

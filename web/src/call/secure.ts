@@ -8,6 +8,9 @@ import type { Core } from '../core/bridge';
 
 export interface MediaStats {
   encrypted: number;
+  /** Frames encrypted by kind: > 0 proves that kind's sender is transformed. */
+  encryptedAudio: number;
+  encryptedVideo: number;
   decrypted: number;
   replayed: number;
   failed: number;
@@ -20,7 +23,7 @@ function fromBase64(s: string): Uint8Array {
 }
 
 export class SecureMedia {
-  stats: MediaStats = { encrypted: 0, decrypted: 0, replayed: 0, failed: 0, epoch: -1, error: '' };
+  stats: MediaStats = { encrypted: 0, encryptedAudio: 0, encryptedVideo: 0, decrypted: 0, replayed: 0, failed: 0, epoch: -1, error: '' };
   private worker: Worker;
   private off: () => void;
 
@@ -33,7 +36,8 @@ export class SecureMedia {
       if (e.data.type === 'stats') this.stats = e.data as MediaStats;
     };
     this.off = core.on((e) => {
-      if ('conversation' in e && e.conversation === conv && (e.type === 'member_added' || e.type === 'member_removed' || e.type === 'conversation')) void this.rekey();
+      // Every commit the core merges moves the epoch, and the keys with it.
+      if ('conversation' in e && e.conversation === conv && (e.type === 'epoch' || e.type === 'member_added' || e.type === 'member_removed' || e.type === 'conversation')) void this.rekey();
     });
   }
 

@@ -35,7 +35,7 @@ const ready = new Promise<SFrame>((resolve) => {
   WebAssembly.instantiateStreaming(fetch('/sframe.wasm'), go.importObject).then(({ instance }) => void go.run(instance));
 });
 
-const stats = { encrypted: 0, decrypted: 0, replayed: 0, failed: 0, epoch: -1, error: '' };
+const stats = { encrypted: 0, encryptedAudio: 0, encryptedVideo: 0, decrypted: 0, replayed: 0, failed: 0, epoch: -1, error: '' };
 let keyed: Promise<void> | null = null;
 
 scope.onmessage = (e: MessageEvent) => {
@@ -74,8 +74,11 @@ scope.onrtctransform = (e) => {
         return;
       }
       frame.data = r.buffer as ArrayBuffer;
-      if (side === 'send') stats.encrypted++;
-      else stats.decrypted++;
+      if (side === 'send') {
+        stats.encrypted++;
+        if (kind === 'video') stats.encryptedVideo++;
+        else stats.encryptedAudio++;
+      } else stats.decrypted++;
       out.enqueue(frame);
     },
   });

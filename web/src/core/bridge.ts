@@ -108,7 +108,21 @@ export type CoreEvent =
   | { type: 'upload'; conversation: string; upload: string; done: number; total: number }
   | { type: 'timer'; conversation: string; user?: string; text: string }
   | { type: 'expired'; conversation: string; message?: Message }
-  | { type: 'call'; call: CallFrame };
+  | { type: 'epoch'; conversation: string }
+  | { type: 'call_frame'; call: CallFrame }
+  | { type: 'call_error'; text: string }
+  | { type: 'call_invite' | 'call_join' | 'call_decline' | 'call_leave'; conversation: string; user: string; device: string; callId: string };
+
+/** Call signalling among the members (MLS application messages). */
+export type CallOp = 'invite' | 'join' | 'decline' | 'leave';
+
+/** A conversation's call going on, as this device knows it. */
+export interface CallState {
+  id: string;
+  started: string;
+  /** device → user */
+  devices: Record<string, string>;
+}
 
 /** A call signalling frame for the SFU (proto.Call). */
 export interface CallFrame {
@@ -147,6 +161,8 @@ interface Methods {
   setTimer: [{ conv: string; seconds: number }, Conversation];
   shown: [{ conv: string; ids: string[] }, null];
   callSignal: [CallFrame, null];
+  callSend: [{ conv: string; callId: string; op: CallOp }, null];
+  currentCall: [{ conv: string }, CallState | null];
   callKeys: [{ conv: string }, { epoch: number; groupSize: number; leafIndex: number; baseKey: string }];
   timerPresets: [Record<string, never>, Array<{ seconds: number; label: string }>];
 }

@@ -1,6 +1,6 @@
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { AppState, Upload } from '../app';
-import type { Account, Conversation, Core, Message } from '../core/bridge';
+import type { Account, CallState, Conversation, Core, Message } from '../core/bridge';
 import { clock, cls, dayLabel, remaining, size, timerLabel } from '../util';
 import { Avatar } from './avatar';
 import * as I from './icons';
@@ -27,6 +27,10 @@ interface Props {
   conv: Conversation;
   onModal: (m: ModalState) => void;
   onDetails: () => void;
+  /** Starts a call in this conversation, or joins the one going on; absent while we are in one. */
+  onCall?: () => void;
+  /** The call going on in this conversation, which we are not in. */
+  ongoing: CallState | null;
   onError: (e: unknown) => void;
   refresh: () => void;
   startUpload: (u: Upload) => void;
@@ -94,6 +98,16 @@ export function ConversationView(p: Props) {
           </span>
         </div>
         <div class="head-actions">
+          {conv.active &&
+            (p.ongoing ? (
+              <button class="join-call" title="Join the call" disabled={!p.onCall || !state.online} onClick={p.onCall} data-testid="join-call">
+                <I.Video size={16} /> Join call · {Object.keys(p.ongoing.devices).length}
+              </button>
+            ) : (
+              <button class="icon-btn" title="Call" disabled={!p.onCall || !state.online} onClick={p.onCall} data-testid="call-button">
+                <I.Video />
+              </button>
+            ))}
           <button class="icon-btn" title="Disappearing messages" onClick={() => p.onModal({ kind: 'timer', conv: conv.id })} data-testid="timer-button">
             <I.Timer />
           </button>

@@ -154,6 +154,12 @@ export const Phone = (p: P) => (
     <path d="m23 1-6 6M17 1l6 6" />
   </Icon>
 );
+export const Video = (p: P) => (
+  <Icon {...p}>
+    <path d="m23 7-7 5 7 5V7z" />
+    <rect x="1" y="5" width="15" height="14" rx="2" />
+  </Icon>
+);
 export const Logo = ({ size = 28 }: { size?: number }) => (
   <svg width={size} height={size} viewBox="0 0 32 32" aria-hidden="true">
     <defs>

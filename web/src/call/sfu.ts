@@ -1,0 +1,334 @@
+// A call in the page, through the server's SFU (server/calls), as the Go
+// clients make one (client/call): one RTCPeerConnection to the SFU, the
+// camera and microphone published on it, every other participant's audio
+// and video received on it, and SFrame on every sender and receiver
+// (secure.ts) under keys from the conversation's MLS group.
+//
+// Signalling (proto.Call frames on the push WebSocket, through the
+// bridge's callSignal and "call" events): the page sends join; the SFU
+// makes every offer (on join, and whenever the tracks it forwards change)
+// with all its ICE candidates; the page answers each one, with its own
+// candidates gathered in full and a=sframe added to each audio and video
+// section, or the SFU refuses the answer. The SFU's first two sections
+// receive (recvonly): the page publishes its microphone and camera there.
+// The sections after them send (sendonly): other participants' tracks,
+// one stream per device, which the page receives.
+
+import type { CallFrame, Core, CoreEvent } from '../core/bridge';
+import { SecureMedia } from './secure';
+
+export type CallState = 'joining' | 'connected' | 'ended';
+
+export interface ActiveCall {
+  conv: string;
+  callId: string;
+  title: string;
+  local: MediaStream;
+  /** What each other participant sends, by device (the SFU's stream id). */
+  remotes: Map<string, MediaStream>;
+  media: SecureMedia;
+  pc: RTCPeerConnection | null;
+  state: CallState;
+  /** Why the call ended, if the SFU or the connection ended it. */
+  reason: string;
+  hangup(reason?: string): void;
+}
+
+type Listener = (c: ActiveCall | null, endReason?: string) => void;
+const listeners = new Set<Listener>();
+let current: SfuCall | null = null;
+
+/**
+ * onCall reports the call in progress, each change of it, and null when
+ * it ends, with why if it did not end by hanging up.
+ */
+export function onCall(fn: Listener): () => void {
+  listeners.add(fn);
+  fn(current);
+  return () => listeners.delete(fn);
+}
+
+function announce(c: ActiveCall | null, endReason?: string) {
+  listeners.forEach((l) => l(c, endReason));
+}
+
+/** The call in progress, if any. */
+export function activeCall(): ActiveCall | null {
+  return current;
+}
+
+/** A random call id, as client/call's callers pick them: 16 bytes, hex. */
+export function newCallId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** The conversation id is the MLS group id in hex; proto.Call carries it in base64. */
+export function groupIdBase64(conv: string): string {
+  const bytes = conv.match(/../g)?.map((h) => parseInt(h, 16)) ?? [];
+  return btoa(String.fromCharCode(...bytes));
+}
+
+/** withSFrame adds a=sframe to every audio and video section of an SDP (draft-ietf-avtcore-rtp-sframe §6). */
+export function withSFrame(sdp: string): string {
+  const parts = sdp.split(/\r\n(?=m=)/);
+  return parts
+    .map((s, i) => {
+      if (i === 0 || !/^m=(audio|video) /.test(s) || /\r\na=sframe(\r\n|$)/.test(s)) return s;
+      return s.endsWith('\r\n') ? s + 'a=sframe\r\n' : s + '\r\na=sframe';
+    })
+    .join('\r\n');
+}
+
+/** directions maps each media section's mid to its direction in an SDP. */
+function directions(sdp: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const s of sdp.split(/\r\n(?=m=)/).slice(1)) {
+    const mid = /\r\na=mid:(\S+)/.exec(s)?.[1];
+    const dir = /\r\na=(sendrecv|sendonly|recvonly|inactive)(\r\n|$)/.exec(s)?.[1] ?? 'sendrecv';
+    if (mid !== undefined) out.set(mid, dir);
+  }
+  return out;
+}
+
+function gathered(pc: RTCPeerConnection): Promise<string> {
+  // No trickle ICE: the SDP goes out with every candidate, as proto.Call
+  // expects.
+  return new Promise((resolve) => {
+    const done = () => resolve(pc.localDescription!.sdp);
+    if (pc.iceGatheringState === 'complete') return done();
+    const check = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', check);
+      done();
+    };
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+class SfuCall implements ActiveCall {
+  remotes = new Map<string, MediaStream>();
+  pc: RTCPeerConnection | null = null;
+  state: CallState = 'joining';
+  reason = '';
+  private published = new Set<RTCRtpSender>(); // our microphone's and camera's
+  private queue: Promise<void> = Promise.resolve();
+  private off: () => void;
+  private groupId: string;
+
+  constructor(
+    private core: Core,
+    public conv: string,
+    public callId: string,
+    public title: string,
+    public local: MediaStream,
+    public media: SecureMedia,
+  ) {
+    this.groupId = groupIdBase64(conv);
+    this.off = core.on((e) => this.onEvent(e));
+  }
+
+  private onEvent(e: CoreEvent) {
+    if (e.type === 'call_error') {
+      this.end(`The server refused the call (${e.text}).`);
+      return;
+    }
+    if (e.type === 'connection' && e.text === 'offline') {
+      // The SFU ends a device's calls with its connection.
+      this.end('The connection to the server was lost.');
+      return;
+    }
+    if (e.type !== 'call_frame' || e.call.call_id !== this.callId || e.call.group_id !== this.groupId) return;
+    const f = e.call;
+    if (f.op === 'ended') {
+      this.end(f.reason ? `The call ended: ${f.reason}.` : 'The call ended.');
+      return;
+    }
+    if (f.op === 'offer' && f.sdp) {
+      // Offers are answered one at a time, in order.
+      this.queue = this.queue.then(() => this.answer(f)).catch((err) => this.hangup(`The call failed: ${String(err)}`));
+    }
+  }
+
+  private frame(op: CallFrame['op'], sdp?: string): CallFrame {
+    return { group_id: this.groupId, call_id: this.callId, op, ...(sdp ? { sdp } : {}) };
+  }
+
+  async join() {
+    await this.core.call('callSignal', this.frame('join'));
+  }
+
+  private newPeerConnection(servers: CallFrame['ice_servers']) {
+    const pc = new RTCPeerConnection({ iceServers: servers ?? [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    pc.ontrack = (e) => {
+      this.media.protectReceiver(e.receiver);
+      const device = e.streams[0]?.id ?? e.track.id;
+      let s = this.remotes.get(device);
+      if (!s) {
+        s = new MediaStream();
+        this.remotes.set(device, s);
+      }
+      s.addTrack(e.track);
+      const stream = s;
+      const drop = () => {
+        stream.removeTrack(e.track);
+        if (stream.getTracks().length === 0 && this.remotes.get(device) === stream) this.remotes.delete(device);
+        this.changed();
+      };
+      e.streams[0]?.addEventListener('removetrack', (r) => r.track === e.track && drop());
+      e.track.addEventListener('ended', drop);
+      this.changed();
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected' && this.state === 'joining') {
+        this.state = 'connected';
+        this.changed();
+      }
+      if (pc.connectionState === 'failed') this.hangup('The call could not connect.');
+    };
+    // Our microphone and camera, each with its transform, before the
+    // first offer: applying it pairs them with the SFU's first audio and
+    // video sections, which receive (recvonly). Chromium applies a
+    // sender's transform only if it is set so, on a sender addTrack made;
+    // one set on a transceiver that the offer made sends in the clear.
+    //
+    // A track starts disabled (silence, black frames) and is enabled once
+    // the worker has encrypted a frame of its kind: if a transform ever
+    // failed to attach, nothing but silence and black would leave the
+    // page, and the call ends (see guard).
+    for (const track of this.local.getTracks()) {
+      track.enabled = false;
+      const sender = pc.addTrack(track, this.local);
+      this.media.protectSender(sender, track.kind as 'audio' | 'video');
+      this.published.add(sender);
+    }
+    this.pc = pc;
+    this.guardTimer = setInterval(() => void this.guard(), 250);
+  }
+
+  private guardTimer: ReturnType<typeof setInterval> | undefined;
+  private guardStart = 0;
+
+  /**
+   * guard enables each local track once its sender is proven to encrypt
+   * (the worker counted an encrypted frame of that kind), and ends the
+   * call if packets of a kind leave while the worker has encrypted none:
+   * its frames would be in the clear.
+   */
+  private async guard() {
+    const st = this.media.stats;
+    let pending = false;
+    for (const t of this.local.getTracks()) {
+      const proven = t.kind === 'video' ? st.encryptedVideo > 0 : st.encryptedAudio > 0;
+      if (proven) t.enabled = true;
+      else pending = true;
+    }
+    if (!pending) {
+      clearInterval(this.guardTimer);
+      return;
+    }
+    if (!this.pc || this.pc.connectionState !== 'connected') return;
+    this.guardStart ||= Date.now();
+    const sent = { audio: 0, video: 0 };
+    (await this.pc.getStats()).forEach((r) => {
+      if (r.type === 'outbound-rtp' && (r.kind === 'audio' || r.kind === 'video')) sent[r.kind as 'audio' | 'video'] += r.packetsSent ?? 0;
+    });
+    const st2 = this.media.stats;
+    if ((sent.audio > 50 && st2.encryptedAudio === 0) || (sent.video > 50 && st2.encryptedVideo === 0) || Date.now() - this.guardStart > 15_000) {
+      this.hangup('The camera or microphone could not be encrypted, so the call ended.');
+    }
+  }
+
+  private async answer(f: CallFrame) {
+    if (this.state === 'ended') return;
+    if (!this.pc) this.newPeerConnection(f.ice_servers);
+    const pc = this.pc!;
+    await pc.setRemoteDescription({ type: 'offer', sdp: f.sdp! });
+    const dirs = directions(f.sdp!);
+    for (const t of pc.getTransceivers()) {
+      const dir = t.mid === null ? undefined : dirs.get(t.mid);
+      if (t.sender.track && this.published.has(t.sender)) {
+        // Ours, paired with the SFU's receiving section of its kind.
+        if (dir !== 'recvonly') throw new Error(`the SFU does not receive our ${t.sender.track.kind}`);
+        t.direction = 'sendonly';
+      } else if (dir === 'sendonly') {
+        // Receivers get their transform before the answer: Chromium does
+        // not route frames through one set later, once media flows.
+        this.media.protectReceiver(t.receiver);
+        t.direction = 'recvonly';
+      }
+    }
+    await pc.setLocalDescription(await pc.createAnswer());
+    const sdp = await gathered(pc);
+    if (this.ended()) return;
+    await this.core.call('callSignal', this.frame('answer', withSFrame(sdp)));
+  }
+
+  private ended() {
+    return this.state === 'ended';
+  }
+
+  private changed() {
+    if (current === this) announce(this);
+  }
+
+  /** end closes the call's media; the SFU has already let us go. */
+  private end(reason: string) {
+    if (this.state === 'ended') return;
+    this.state = 'ended';
+    this.reason = reason;
+    this.off();
+    clearInterval(this.guardTimer);
+    this.pc?.close();
+    this.local.getTracks().forEach((t) => t.stop());
+    this.media.close();
+    if (current === this) {
+      current = null;
+      announce(null, reason);
+    }
+  }
+
+  hangup(reason = '') {
+    if (this.state === 'ended') return;
+    this.core.call('callSignal', this.frame('leave')).catch(() => {});
+    this.end(reason);
+  }
+}
+
+/**
+ * joinCall enters call callId of conversation conv through the SFU,
+ * publishing the camera and microphone. Starting a call is joining one
+ * under a new id (newCallId) and inviting the others to it.
+ */
+export async function joinCall(core: Core, conv: string, title: string, callId: string): Promise<ActiveCall> {
+  if (current) throw new Error('You are already in a call.');
+  const media = await SecureMedia.open(core, conv);
+  let local: MediaStream;
+  try {
+    local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+  } catch (e) {
+    media.close();
+    throw e;
+  }
+  const call = new SfuCall(core, conv, callId, title, local, media);
+  current = call;
+  announce(call);
+  try {
+    await call.join();
+  } catch (e) {
+    call.hangup();
+    throw e;
+  }
+  return call;
+}
+
+/** Inbound video frames decoded and audio packets received, from getStats. */
+export async function receivedStats(pc: RTCPeerConnection | null): Promise<{ framesDecoded: number; audioPackets: number }> {
+  let framesDecoded = 0;
+  let audioPackets = 0;
+  (await pc?.getStats())?.forEach((r) => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') framesDecoded += r.framesDecoded ?? 0;
+    if (r.type === 'inbound-rtp' && r.kind === 'audio') audioPackets += r.packetsReceived ?? 0;
+  });
+  return { framesDecoded, audioPackets };
+}
