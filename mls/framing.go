@@ -3,6 +3,7 @@ package mls
 import (
 	"crypto/hmac"
 	"crypto/rand"
+	"encoding/binary"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -232,6 +233,74 @@ func (ac *AuthenticatedContent) tbs(groupContext []byte) ([][]byte, error) {
 	return [][]byte{head, content}, nil
 }
 
+// framedContentTBSLabel is the label of the content signature (§6.1).
+const framedContentTBSLabel = "FramedContentTBS"
+
+// signedContent returns the message that ac's signature signs:
+// SignContent("FramedContentTBS", FramedContentTBS) of §5.1.2 and §6.1,
+// in one buffer. Unless ac is fixed, the FramedContent is encoded straight
+// into that buffer, and ac.content set to that part of it, so that the
+// content is encoded once and not copied again for the signature.
+//
+// SignContent starts with the length of what follows the label, known
+// only once the content is encoded; space for the longest prefix is
+// therefore kept in front, and the prefix written into its end afterwards.
+func (ac *AuthenticatedContent) signedContent(groupContext []byte) ([]byte, error) {
+	const labelLen = len(labelPrefix) + len(framedContentTBSLabel)
+	const reserve = 1 + labelLen + 4 // label<V> (a one-byte length) and the longest varint
+	switch ac.Content.Sender.Type {
+	case SenderMember, SenderNewMemberCommit:
+	default:
+		groupContext = nil
+	}
+	size := reserve + 4 + len(groupContext)
+	switch {
+	case ac.content != nil:
+		size += len(ac.content)
+	case ac.Content.ContentType == ContentApplication:
+		// Exactly enough for the fixed fields and the longest varints.
+		size += 32 + len(ac.Content.GroupID) + len(ac.Content.AuthenticatedData) + len(ac.Content.ApplicationData)
+	default:
+		size += encodeCapacity
+	}
+	buf := make([]byte, reserve, size)
+	buf = append(buf, byte(MLS10>>8), byte(MLS10), byte(ac.WireFormat>>8), byte(ac.WireFormat))
+	start := len(buf)
+	if ac.content != nil {
+		buf = append(buf, ac.content...)
+	} else {
+		b := cryptobyte.NewBuilder(buf)
+		ac.Content.marshal(b)
+		var err error
+		if buf, err = b.Bytes(); err != nil {
+			return nil, err
+		}
+		ac.content = buf[start:len(buf):len(buf)]
+	}
+	buf = append(buf, groupContext...)
+	n := len(buf) - reserve
+	var vlen int
+	switch {
+	case n < 1<<6:
+		vlen = 1
+	case n < 1<<14:
+		vlen = 2
+	case n <= maxVectorLen:
+		vlen = 4
+	default:
+		return nil, errorf("FramedContentTBS of %d bytes is too long", n)
+	}
+	// The prefix fills buf[p:reserve] exactly: appending it to buf[p:p]
+	// writes it in place, in front of the content.
+	p := reserve - vlen - labelLen - 1
+	prefix := append(append(buf[p:p], byte(labelLen)), labelPrefix...)
+	prefix = appendVarint(append(prefix, framedContentTBSLabel...), n)
+	if len(prefix) != reserve-p {
+		panic("mls: internal error: SignContent prefix of the wrong size")
+	}
+	return buf[p:], nil
+}
+
 // signFramedContent signs content for sending in wire format wf and returns the
 // AuthenticatedContent (§6.1), fixed. groupContext is the encoded GroupContext of
 // the current epoch; it is signed over only for member and
@@ -243,14 +312,11 @@ func signFramedContent(key *SignatureKey, wf WireFormat, content *FramedContent,
 		return nil, err
 	}
 	ac := &AuthenticatedContent{WireFormat: wf, Content: *content}
-	if err := ac.fix(); err != nil {
-		return nil, err
-	}
-	tbs, err := ac.tbs(groupContext)
+	msg, err := ac.signedContent(groupContext)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := key.signWithLabel("FramedContentTBS", tbs...)
+	sig, err := key.sign(msg)
 	if err != nil {
 		return nil, err
 	}
@@ -261,10 +327,10 @@ func signFramedContent(key *SignatureKey, wf WireFormat, content *FramedContent,
 // verifySignature checks ac's signature against pub, the signature key of
 // its sender: the leaf's key for a member, the external_senders entry for an
 // external sender, the KeyPackage's leaf for new_member_proposal and the
-// UpdatePath's leaf for new_member_commit (§6.1).
+// UpdatePath's leaf for new_member_commit (§6.1). It fixes ac.
 func (ac *AuthenticatedContent) verifySignature(s *suite, pub, groupContext []byte) bool {
-	tbs, err := ac.tbs(groupContext)
-	return err == nil && s.verifyWithLabel(pub, ac.Auth.Signature, "FramedContentTBS", tbs...)
+	msg, err := ac.signedContent(groupContext)
+	return err == nil && s.sig.verify(pub, msg, ac.Auth.Signature)
 }
 
 // membershipTag is MAC(membership_key, AuthenticatedContentTBM) of §6.2,
@@ -406,6 +472,9 @@ type senderData struct {
 	reuseGuard [reuseGuardSize]byte
 }
 
+// senderDataSize is the size of an encoded SenderData.
+const senderDataSize = 4 + 4 + reuseGuardSize
+
 func (d *senderData) marshal(b *cryptobyte.Builder) {
 	b.AddUint32(d.leafIndex)
 	b.AddUint32(d.generation)
@@ -507,13 +576,26 @@ func protectPrivate(s *suite, st *secretTree, senderDataSecret []byte, ac *Authe
 		ContentType:       c.ContentType,
 		AuthenticatedData: c.AuthenticatedData,
 	}
+	// The plaintext is encoded, padded and sealed in place, in one buffer
+	// with room for the padding and the AEAD tag.
 	pmc := privateMessageContent{content: *c, auth: ac.Auth}
-	plaintext, err := encode(&pmc)
+	size := encodeCapacity
+	if c.ContentType == ContentApplication {
+		size = 8 + len(c.ApplicationData) + len(ac.Auth.Signature) // two varints
+	}
+	b := cryptobyte.NewBuilder(make([]byte, 0, size+max(padBlock, 0)+maxAEADOverhead))
+	pmc.marshal(b)
+	plaintext, err := b.Bytes()
 	if err != nil {
 		return nil, err
 	}
 	plaintext = append(plaintext, make([]byte, paddingFor(len(plaintext), padBlock))...)
-	defer clear(plaintext)
+	sealed := false
+	defer func() {
+		if !sealed {
+			clear(plaintext)
+		}
+	}()
 	aad, err := privateContentAAD(pm)
 	if err != nil {
 		return nil, err
@@ -527,20 +609,26 @@ func protectPrivate(s *suite, st *secretTree, senderDataSecret []byte, ac *Authe
 		return nil, err
 	}
 	sd.generation = gen
-	pm.Ciphertext, err = seal(s, key, nonce, sd.reuseGuard, plaintext, aad)
+	pm.Ciphertext, err = sealInPlace(s, key, nonce, sd.reuseGuard, plaintext, aad)
 	clear(key)
 	clear(nonce)
 	if err != nil {
 		return nil, err
 	}
+	sealed = true
 	if pm.EncryptedSenderData, err = sealSenderData(s, senderDataSecret, pm, &sd); err != nil {
 		return nil, err
 	}
 	return pm, nil
 }
 
-// seal encrypts plaintext with key and nonce, the nonce XORed with guard.
-func seal(s *suite, key, nonce []byte, guard [reuseGuardSize]byte, plaintext, aad []byte) ([]byte, error) {
+// maxAEADOverhead bounds the tag size of every suite's AEAD.
+const maxAEADOverhead = 16
+
+// sealInPlace encrypts plaintext with key and nonce, the nonce XORed with
+// guard, overwriting plaintext with the ciphertext when its capacity
+// holds the tag, and erasing it otherwise.
+func sealInPlace(s *suite, key, nonce []byte, guard [reuseGuardSize]byte, plaintext, aad []byte) ([]byte, error) {
 	aead, err := s.newAEAD(key)
 	if err != nil {
 		return nil, err
@@ -548,7 +636,11 @@ func seal(s *suite, key, nonce []byte, guard [reuseGuardSize]byte, plaintext, aa
 	var buf [maxNonceSize]byte
 	n := applyReuseGuard(buf[:0], nonce, guard)
 	defer clear(n)
-	return aead.Seal(nil, n, plaintext, aad), nil
+	ct := aead.Seal(plaintext[:0], n, plaintext, aad)
+	if len(plaintext) > 0 && &ct[0] != &plaintext[0] {
+		clear(plaintext) // no room for the tag: sealed into a new buffer
+	}
+	return ct, nil
 }
 
 // sealSenderData encrypts sd for pm, whose Ciphertext must be set (§6.3.2).
@@ -563,7 +655,12 @@ func sealSenderData(s *suite, senderDataSecret []byte, pm *PrivateMessage, sd *s
 	if err != nil {
 		return nil, err
 	}
-	return aead.Seal(nil, nonce, mustEncode(sd), aad), nil
+	// The 12 bytes of SenderData are sealed in place, in a buffer with
+	// room for the tag.
+	pt := binary.BigEndian.AppendUint32(make([]byte, 0, senderDataSize+maxAEADOverhead), sd.leafIndex)
+	pt = binary.BigEndian.AppendUint32(pt, sd.generation)
+	pt = append(pt, sd.reuseGuard[:]...)
+	return aead.Seal(pt[:0], nonce, pt, aad), nil
 }
 
 // openSenderData decrypts and decodes the SenderData of pm (§6.3.2).
@@ -599,7 +696,8 @@ func openSenderData(s *suite, senderDataSecret []byte, pm *PrivateMessage) (*sen
 //
 // The caller must then check that the sender's leaf is occupied in the
 // ratchet tree, and verify the signature with
-// AuthenticatedContent.verifySignature and that leaf's signature key.
+// AuthenticatedContent.verifySignature and that leaf's signature key,
+// which also encodes the content once (ac is not fixed before).
 func unprotectPrivate(s *suite, st *secretTree, senderDataSecret []byte, pm *PrivateMessage) (*AuthenticatedContent, error) {
 	sd, err := openSenderData(s, senderDataSecret, pm)
 	if err != nil {
@@ -632,9 +730,6 @@ func unprotectPrivate(s *suite, st *secretTree, senderDataSecret []byte, pm *Pri
 		Auth: pmc.auth,
 	}
 	if err := checkFraming(ac.WireFormat, &ac.Content); err != nil {
-		return nil, err
-	}
-	if err := ac.fix(); err != nil {
 		return nil, err
 	}
 	return ac, nil

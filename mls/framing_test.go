@@ -537,3 +537,48 @@ func TestCommitNeedsConfirmationTag(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedContentIsSignContent checks that the SignContent that
+// signedContent builds in one buffer is exactly SignContent of §5.1.2 over
+// the pieces of FramedContentTBS, for contents whose length takes a 1-, 2-
+// and 4-byte varint, for senders with and without the GroupContext, and
+// whether or not the content was encoded before.
+func TestSignedContentIsSignContent(t *testing.T) {
+	groupContext := bytes.Repeat([]byte{0xc7}, 90)
+	senders := []Sender{MemberSender(3), {Type: SenderExternal, Index: 1}, {Type: SenderNewMemberCommit}}
+	for _, size := range []int{0, 10, 40, 200, 20000, 70000} {
+		for _, sender := range senders {
+			for _, fixed := range []bool{false, true} {
+				ac := &AuthenticatedContent{
+					WireFormat: WireFormatPublicMessage,
+					Content: FramedContent{
+						GroupID: []byte("group"), Epoch: 7, Sender: sender,
+						AuthenticatedData: []byte("ad"),
+						ContentType:       ContentApplication,
+						ApplicationData:   bytes.Repeat([]byte{0x5a}, size),
+					},
+				}
+				if fixed {
+					if err := ac.fix(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got, err := ac.signedContent(groupContext)
+				if err != nil {
+					t.Fatal(err)
+				}
+				content := mustEncode(&ac.Content)
+				if !bytes.Equal(ac.content, content) {
+					t.Fatalf("size %d, sender %v, fixed %v: content kept is not the encoding", size, sender.Type, fixed)
+				}
+				tbs, err := ac.tbs(groupContext)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := signContent("FramedContentTBS", tbs...); !bytes.Equal(got, want) {
+					t.Fatalf("size %d, sender %v, fixed %v: SignContent differs", size, sender.Type, fixed)
+				}
+			}
+		}
+	}
+}

@@ -150,10 +150,10 @@ func (t *secretTree) nextSenderKey(leaf leafIndex, rt ratchetType) (generation u
 	if r.next == math.MaxUint32 {
 		return 0, nil, nil, errorf("hash ratchet exhausted")
 	}
-	kn, next := t.step(r.secret, r.next)
+	key, nonce, next := t.step(r.secret, r.next)
 	generation = r.next
 	r.advance(next, generation+1, t.window)
-	return generation, kn[:t.suite.nk:t.suite.nk], kn[t.suite.nk:], nil
+	return generation, key, nonce, nil
 }
 
 // withReceiverKey finds the key and nonce of the message of the given
@@ -182,12 +182,13 @@ func (t *secretTree) withReceiverKey(leaf leafIndex, rt ratchetType, generation 
 		return errorf("hash ratchet exhausted")
 	}
 	pending, secret := t.skipTo(r, generation)
-	kn, next := t.step(secret, generation)
+	key, nonce, next := t.step(secret, generation)
 	if generation != r.next {
 		clear(secret) // an intermediate secret, not the ratchet's own
 	}
-	err = use(kn[:t.suite.nk:t.suite.nk], kn[t.suite.nk:])
-	clear(kn)
+	err = use(key, nonce)
+	clear(key)
+	clear(nonce)
 	if err != nil {
 		clear(next)
 		for _, k := range pending {
@@ -207,12 +208,12 @@ func (t *secretTree) withReceiverKey(leaf leafIndex, rt ratchetType, generation 
 func (t *secretTree) skipTo(r *hashRatchet, target uint32) (pending []skippedKey, secret []byte) {
 	secret = r.secret
 	for g := r.next; g < target; g++ {
-		kn, next := t.step(secret, g)
+		key, nonce, next := t.step(secret, g)
 		if uint64(target)+1-uint64(g) <= uint64(t.window.MaxRetained) {
-			pending = append(pending, skippedKey{generation: g, keyNonce: kn})
-		} else {
-			clear(kn)
+			pending = append(pending, skippedKey{generation: g, keyNonce: slices.Concat(key, nonce)})
 		}
+		clear(key)
+		clear(nonce)
 		if g != r.next {
 			clear(secret)
 		}
@@ -252,7 +253,7 @@ func (r *hashRatchet) advance(secret []byte, next uint32, w RatchetWindow) {
 }
 
 // step derives, from ratchet_secret_[g], the key and nonce of generation g
-// (in one buffer, key first) and ratchet_secret_[g+1] (§9.1):
+// and ratchet_secret_[g+1] (§9.1):
 //
 //	key    = DeriveTreeSecret(secret, "key", g, AEAD.Nk)
 //	nonce  = DeriveTreeSecret(secret, "nonce", g, AEAD.Nn)
@@ -260,14 +261,11 @@ func (r *hashRatchet) advance(secret []byte, next uint32, w RatchetWindow) {
 //
 // Each is one HKDF-Expand from crypto/hkdf: the KDF stays the standard
 // library's, never a hand-rolled shortcut.
-func (t *secretTree) step(secret []byte, g uint32) (keyNonce, next []byte) {
+func (t *secretTree) step(secret []byte, g uint32) (key, nonce, next []byte) {
 	s := t.suite
-	key := s.deriveTreeSecret(secret, "key", g, s.nk)
-	nonce := s.deriveTreeSecret(secret, "nonce", g, s.nn)
-	keyNonce = slices.Concat(key, nonce)
-	clear(key)
-	clear(nonce)
-	return keyNonce, s.deriveTreeSecret(secret, "secret", g, s.nh())
+	return s.deriveTreeSecret(secret, "key", g, s.nk),
+		s.deriveTreeSecret(secret, "nonce", g, s.nn),
+		s.deriveTreeSecret(secret, "secret", g, s.nh())
 }
 
 // ratchet returns the ratchet of the given type for leaf, deriving the

@@ -76,7 +76,11 @@ func (k *SignatureKey) String() string { return "mls.SignatureKey(redacted)" }
 // signWithLabel is SignWithLabel (§5.1.2) with the pre-parsed key, over
 // the content that is the concatenation of the pieces content.
 func (k *SignatureKey) signWithLabel(label string, content ...[]byte) ([]byte, error) {
-	msg := signContent(label, content...)
+	return k.sign(signContent(label, content...))
+}
+
+// sign signs msg, a SignContent (§5.1.2) already built.
+func (k *SignatureKey) sign(msg []byte) ([]byte, error) {
 	switch sg := k.suite.sig.(type) {
 	case ecdsaSigner:
 		h := sg.hash.New()

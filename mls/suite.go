@@ -64,6 +64,13 @@ type suite struct {
 	newAEAD func(key []byte) (cipher.AEAD, error)
 	nk, nn  int // AEAD key and nonce sizes
 	sig     signer
+	hashLen int // newHash().Size(), set by init
+}
+
+func init() {
+	for _, s := range suites {
+		s.hashLen = s.newHash().Size()
+	}
 }
 
 var suites = map[CipherSuite]*suite{
@@ -129,7 +136,7 @@ func lookupSuite(cs CipherSuite) (*suite, error) {
 }
 
 // nh is the output size of the suite's hash (and KDF.Nh).
-func (s *suite) nh() int { return s.newHash().Size() }
+func (s *suite) nh() int { return s.hashLen }
 
 // hash hashes the concatenation of data.
 func (s *suite) hash(data ...[]byte) []byte {
@@ -164,13 +171,33 @@ func (s *suite) expand(prk []byte, info []byte, length int) []byte {
 	return out
 }
 
-// expandWithLabel is ExpandWithLabel of §8.
+// expandWithLabel is ExpandWithLabel of §8. The KDFLabel is built on the
+// stack when it fits, as it does for every label of §9.1 and §6.3.2: the
+// secret tree derives five values per message this way.
 func (s *suite) expandWithLabel(secret []byte, label string, context []byte, length int) []byte {
-	b := cryptobyte.NewBuilder(make([]byte, 0, 2+len(label)+len(context)+16))
-	b.AddUint16(uint16(length))
-	addLabel(b, label)
-	addOpaque(b, context)
-	return s.expand(secret, b.BytesOrPanic(), length)
+	var buf [96]byte
+	info := append(buf[:0], byte(length>>8), byte(length))
+	info = appendVarint(info, len(labelPrefix)+len(label))
+	info = append(info, labelPrefix...)
+	info = append(info, label...)
+	info = appendVarint(info, len(context))
+	info = append(info, context...)
+	return s.expand(secret, info, length)
+}
+
+// appendVarint appends n as a §2.1.2 variable-length integer. n is the
+// length of a label or context this package passes, never above
+// maxVectorLen.
+func appendVarint(dst []byte, n int) []byte {
+	switch {
+	case n < 0 || n > maxVectorLen:
+		panic("mls: vector too long for a variable-length integer")
+	case n < 1<<6:
+		return append(dst, byte(n))
+	case n < 1<<14:
+		return append(dst, byte(n>>8)|0x40, byte(n))
+	}
+	return append(dst, byte(n>>24)|0x80, byte(n>>16), byte(n>>8), byte(n))
 }
 
 // deriveSecret is DeriveSecret of §8.
