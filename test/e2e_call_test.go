@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -765,4 +767,124 @@ func readIVF(t *testing.T, path string) [][]byte {
 		}
 		out = append(out, fr)
 	}
+}
+
+// TestCallCLI runs `hush call` twice, for alice and bob in their 1:1
+// conversation, each publishing files and recording the other, and ends
+// both with `hush call --hangup` from other processes.
+func TestCallCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the hush binary")
+	}
+	bin := filepath.Join(t.TempDir(), "hush")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/hush-chat/hush/cmd/hush").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	s := startE2E(t)
+	data, media := t.TempDir(), t.TempDir()
+	command := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+data, "HOME="+data)
+		return cmd
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := command(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("hush %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("register", "--server", s.URL(), "alice")
+	run("register", "--server", s.URL(), "--profile", "bob", "bob")
+	run("send", "bob", "call me")
+	run("read", "--profile", "bob")
+
+	type side struct {
+		name, profile, peer string
+		audio, video        [][]byte
+		rec                 string
+		cmd                 *exec.Cmd
+		out                 *syncBuffer
+	}
+	sides := []*side{{name: "alice", profile: "default", peer: "bob"}, {name: "bob", profile: "bob", peer: "alice"}}
+	for i, sd := range sides {
+		ogg, ivf := filepath.Join(media, sd.name+".ogg"), filepath.Join(media, sd.name+".ivf")
+		sd.audio, sd.video = writeMedia(t, ogg, ivf, uint64(i+5), 100, 20)
+		sd.rec = filepath.Join(media, sd.name+"-rec")
+		sd.out = &syncBuffer{}
+		sd.cmd = command("call", sd.peer, "--profile", sd.profile, "--audio", ogg, "--video", ivf, "--record", sd.rec)
+		sd.cmd.Stdout, sd.cmd.Stderr = sd.out, sd.out
+		if err := sd.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sd.cmd.Process.Kill(); sd.cmd.Wait() })
+		waitUntil(t, 20*time.Second, sd.name+"'s call to connect", func() bool { return strings.Contains(sd.out.String(), "connected") })
+	}
+	if !strings.Contains(sides[0].out.String(), "started call") || !strings.Contains(sides[1].out.String(), "joined call") {
+		t.Fatalf("alice:\n%s\nbob:\n%s", sides[0].out, sides[1].out)
+	}
+	waitUntil(t, 20*time.Second, "alice to see bob join", func() bool { return strings.Contains(sides[0].out.String(), "bob (device") })
+	for _, sd := range sides {
+		waitUntil(t, 20*time.Second, sd.name+"'s files to end", func() bool { return strings.Contains(sd.out.String(), "media files ended") })
+	}
+	time.Sleep(500 * time.Millisecond) // the last frames in flight
+	for _, sd := range sides {
+		out, err := command("call", "--hangup", "--profile", sd.profile).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "hung up") {
+			t.Fatalf("%s: hush call --hangup: %v\n%s", sd.name, err, out)
+		}
+		if err := sd.cmd.Wait(); err != nil {
+			t.Fatalf("%s's hush call: %v\n%s", sd.name, err, sd.out)
+		}
+	}
+	if out, err := command("call", "--hangup").CombinedOutput(); err == nil {
+		t.Errorf("--hangup with no call running succeeded:\n%s", out)
+	}
+	// Each recording holds the other side's frames exactly, from the
+	// moment it was subscribed to them (bob joined after alice started
+	// playing) to the end of the files.
+	for i, sd := range sides {
+		other := sides[1-i]
+		entries, err := os.ReadDir(sd.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) != 2 {
+			t.Fatalf("%s recorded %v", sd.name, names)
+		}
+		for _, n := range names {
+			path := filepath.Join(sd.rec, n)
+			got, want := readOgg, other.audio
+			if filepath.Ext(n) == ".ivf" {
+				got, want = readIVF, other.video
+			}
+			frames := got(t, path)
+			if len(frames) < len(want)/2 || !slices.EqualFunc(frames, want[len(want)-len(frames):], bytes.Equal) {
+				t.Errorf("%s's recording %s: %d frames, not the last of the %d %s sent", sd.name, n, len(frames), len(want), other.name)
+			}
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
