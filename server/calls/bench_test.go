@@ -31,6 +31,7 @@ const (
 	benchParticipants = 4
 	videoFPS          = 200
 	benchDuration     = 5 * time.Second
+	idleDuration      = 3 * time.Second
 )
 
 // signal is one signalling message between the SFU (this process) and a
@@ -79,7 +80,8 @@ func runForward(b *testing.B, s *SFU) {
 	enc := json.NewEncoder(childIn)
 	sessions := make(map[string]*Session)
 	dec := json.NewDecoder(bufio.NewReader(childOut))
-	var start, startCPU time.Time
+	var idle, idleCPU, start, startCPU time.Time
+	var idleCost float64 // CPU-seconds per second with every call connected and no media
 	var in0, out0 uint64
 	// HUSH_CALLS_CPUPROFILE names a file for a CPU profile of the SFU
 	// while the load runs, without the set-up (run with -benchtime 1x).
@@ -95,8 +97,13 @@ func runForward(b *testing.B, s *SFU) {
 		if err := dec.Decode(&m); err != nil {
 			b.Fatalf("load generator: %v", err)
 		}
-		if m.Call == nil { // the generator's marks: start, then stop
+		if m.Call == nil { // the generator's marks: idle, start, then stop
+			if idle.IsZero() {
+				idle, idleCPU = time.Now(), cpuTime()
+				continue
+			}
 			if start.IsZero() {
+				idleCost = float64(cpuTime().Sub(idleCPU)) / float64(time.Since(idle))
 				st := s.Stats()
 				in0, out0 = st.PacketsIn, st.PacketsOut
 				start, startCPU = time.Now(), cpuTime()
@@ -137,6 +144,11 @@ func runForward(b *testing.B, s *SFU) {
 	b.ReportMetric(float64(st.PacketsIn-in0)/elapsed.Seconds(), "pkts-in/s")
 	b.ReportMetric(out/elapsed.Seconds(), "pkts-out/s")
 	b.ReportMetric(out/time.Duration(cpu).Seconds(), "pkts-out/cpu-s")
+	// The same, without the cost of keeping the calls up (ICE checks, RTCP
+	// reports, timers), which the idle window measures: the marginal cost
+	// of forwarding.
+	b.ReportMetric(out/(time.Duration(cpu).Seconds()-idleCost*elapsed.Seconds()), "pkts-out/marginal-cpu-s")
+	b.ReportMetric(idleCost, "idle-cpu-s/s")
 }
 
 // cpuTime returns the CPU time (user and system) this process has used,
@@ -212,6 +224,8 @@ func TestLoadGenerator(t *testing.T) {
 	}
 	time.Sleep(time.Second) // renegotiations settle
 
+	send(signal{}) // idle: connected, no media
+	time.Sleep(idleDuration)
 	send(signal{}) // start
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
