@@ -5,11 +5,14 @@
 // (secure.ts) under keys from the conversation's MLS group.
 //
 // Signalling (proto.Call frames on the push WebSocket, through the
-// bridge's callSignal and "call" events): the page sends join; the SFU
-// makes every offer (on join, and whenever the tracks it forwards change)
-// with all its ICE candidates; the page answers each one, with its own
-// candidates gathered in full and a=sframe added to each audio and video
-// section, or the SFU refuses the answer. The SFU's first two sections
+// bridge's callSignal and "call_frame" events): the page sends join; the
+// SFU makes every offer (on join, and whenever the tracks it forwards
+// change) with all its ICE candidates; the page answers each one with the
+// SDP of its RTCPeerConnection as it is, its candidates gathered in full.
+// The SDP carries no a=sframe (docs/PROTOCOL.md, "Calls"): that attribute
+// announces the SFrame RTP payload format, and Hush, like every browser's
+// encoded transform, carries SFrame ciphertext in the codecs' own payload
+// formats (Opus; VP8 with its descriptor in the clear). The SFU's first two sections
 // receive (recvonly): the page publishes its microphone and camera there.
 // The sections after them send (sendonly): other participants' tracks,
 // one stream per device, which the page receives.
@@ -67,17 +70,6 @@ export function newCallId(): string {
 export function groupIdBase64(conv: string): string {
   const bytes = conv.match(/../g)?.map((h) => parseInt(h, 16)) ?? [];
   return btoa(String.fromCharCode(...bytes));
-}
-
-/** withSFrame adds a=sframe to every audio and video section of an SDP (draft-ietf-avtcore-rtp-sframe §6). */
-export function withSFrame(sdp: string): string {
-  const parts = sdp.split(/\r\n(?=m=)/);
-  return parts
-    .map((s, i) => {
-      if (i === 0 || !/^m=(audio|video) /.test(s) || /\r\na=sframe(\r\n|$)/.test(s)) return s;
-      return s.endsWith('\r\n') ? s + 'a=sframe\r\n' : s + '\r\na=sframe';
-    })
-    .join('\r\n');
 }
 
 /** directions maps each media section's mid to its direction in an SDP. */
@@ -261,7 +253,7 @@ class SfuCall implements ActiveCall {
     await pc.setLocalDescription(await pc.createAnswer());
     const sdp = await gathered(pc);
     if (this.ended()) return;
-    await this.core.call('callSignal', this.frame('answer', withSFrame(sdp)));
+    await this.core.call('callSignal', this.frame('answer', sdp));
   }
 
   private ended() {
