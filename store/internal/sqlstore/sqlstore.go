@@ -2,7 +2,9 @@
 // SQLite and PostgreSQL share. The backends supply the connections, the way
 // writes are run (SQLite: group commit on one writer connection; Postgres:
 // one transaction per call) and the few dialect differences; they may
-// override methods, as the Postgres backend does for AppendMessage.
+// override methods, as both do for AppendMessage and Ack, which they
+// group-commit (AppendBatch, AckBatch: a few statements for a whole batch;
+// AppendOne, AckOne: one write alone, their fallback).
 //
 // Conventions of the schema: ids and opaque data are BLOB/BYTEA; times are
 // BIGINT Unix microseconds (UTC); sequence numbers and epochs are BIGINT
