@@ -141,7 +141,9 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 	if !sameOrigin(r) {
 		return &proto.Error{Code: proto.CodeForbidden, Message: "cross-origin WebSocket refused"}
 	}
-	s := &session{api: a, dev: *dev, batch: r.URL.Query().Get("batch") == "1"}
+	// Only the ids are kept: not the hash of the device's secret, nor its
+	// credential, for as long as the connection lives.
+	s := &session{api: a, dev: store.Device{ID: dev.ID, UserID: dev.UserID}, batch: r.URL.Query().Get("batch") == "1"}
 	s.pushes.Store(1) // held until the session is set up: wake-ups only count
 	feed, err := a.Delivery.Follow(r.Context(), dev.ID, s.wake)
 	if err != nil {
