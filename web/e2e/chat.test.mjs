@@ -422,7 +422,24 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
         return c.ivfFrames > first.ivfFrames && c.oggPackets > first.oggPackets ? c : null;
       });
       assert.ok(later.ivfFrames > first.ivfFrames);
+
+      // A commit mid-call (bob, who declined, sets the group's timer):
+      // the epoch moves, and both sides' keys follow it.
+      const before = await callStats(alice);
+      await bob.page.click('[data-testid=timer-button]');
+      await bob.page.click('[data-testid=timer-3600]');
+      await bob.page.locator('[data-testid=timer-pill]', { hasText: '1 hour' }).waitFor({ timeout: T });
+      const after = await eventually("alice's keys to follow the commit", async () => {
+        const s = await callStats(alice);
+        return s.epoch > before.epoch && s.decrypted > before.decrypted + 100 ? s : null;
+      });
+      const rekeyed = await recorded(rec);
+      await eventually("carol's recording to go on after the commit", async () => (await recorded(rec)).ivfFrames > rekeyed.ivfFrames + 30);
+      assert.equal(after.failed, 0, `frames that did not open after the commit: ${after.error}`);
       assert.equal((await callStats(alice)).failed, 0, 'no frame failed in alice\'s page');
+      await bob.page.click('[data-testid=timer-button]');
+      await bob.page.click('[data-testid=timer-0]');
+      await bob.page.locator('[data-testid=timer-pill]').waitFor({ state: 'detached', timeout: T });
     } finally {
       await cli.stop();
       // Whatever happened, alice leaves the call, for the tests after.

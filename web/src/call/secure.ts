@@ -34,6 +34,7 @@ export class SecureMedia {
     this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'classic', name: 'hush-sframe' });
     this.worker.onmessage = (e) => {
       if (e.data.type === 'stats') this.stats = e.data as MediaStats;
+      if (e.data.type === 'unknown_key') this.catchUp();
     };
     this.off = core.on((e) => {
       // Every commit the core merges moves the epoch, and the keys with it.
@@ -53,6 +54,24 @@ export class SecureMedia {
     const k = await this.core.call('callKeys', { conv: this.conv });
     const baseKey = fromBase64(k.baseKey);
     this.worker.postMessage({ type: 'keys', epoch: k.epoch, groupSize: k.groupSize, leafIndex: k.leafIndex, baseKey }, [baseKey.buffer]);
+  }
+
+  private catchingUp = false;
+
+  /**
+   * catchUp fetches what the server holds for the conversation (a commit
+   * another member merged first) and rekeys: a frame has arrived under a
+   * key ID of an epoch this page does not have yet.
+   */
+  private catchUp() {
+    if (this.catchingUp) return;
+    this.catchingUp = true;
+    this.core
+      .call('sync')
+      .catch(() => {})
+      .then(() => this.rekey())
+      .catch(() => {})
+      .finally(() => (this.catchingUp = false));
   }
 
   protectSender(sender: RTCRtpSender, kind: 'audio' | 'video') {

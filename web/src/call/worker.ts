@@ -42,13 +42,45 @@ scope.onmessage = (e: MessageEvent) => {
   const m = e.data as { type: 'keys'; epoch: number; groupSize: number; leafIndex: number; baseKey: Uint8Array };
   if (m.type !== 'keys') return;
   keyed = ready.then((sf) => {
-    const err = sf.setEpoch(m.epoch, m.groupSize, m.leafIndex, m.baseKey);
+    // The same epoch again (a rekey that found no commit) changes nothing.
+    const err = m.epoch > stats.epoch ? sf.setEpoch(m.epoch, m.groupSize, m.leafIndex, m.baseKey) : null;
     m.baseKey.fill(0);
     if (err) stats.error = err;
     else stats.epoch = Math.max(stats.epoch, m.epoch);
     scope.postMessage({ type: 'stats', ...stats });
+    const ws = waiters;
+    waiters = [];
+    ws.forEach((w) => w());
   });
 };
+
+// A frame of an epoch this page has no key for yet: the sender merged a
+// commit a moment before this page did. The page is asked to sync (which
+// brings the commit, and new keys), and the frame waits for them, up to
+// maxKeyWait, before it is dropped as one that does not open. A wait that
+// brought no keys is not repeated for futileWaitPause, so that frames
+// under a key ID nobody will ever have cannot stall the stream.
+const maxKeyWait = 1500;
+const futileWaitPause = 5000;
+let waiters: Array<() => void> = [];
+let futileUntil = 0;
+
+function newKeys(): Promise<boolean> {
+  if (Date.now() < futileUntil) return Promise.resolve(false);
+  scope.postMessage({ type: 'unknown_key' });
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      waiters = waiters.filter((w) => w !== done);
+      futileUntil = Date.now() + futileWaitPause;
+      resolve(false);
+    }, maxKeyWait);
+    const done = () => {
+      clearTimeout(t);
+      resolve(true);
+    };
+    waiters.push(done);
+  });
+}
 
 scope.onrtctransform = (e) => {
   const { side, kind } = e.transformer.options;
@@ -62,6 +94,14 @@ scope.onrtctransform = (e) => {
         r = side === 'send' ? sf.encrypt(kind === 'video', data) : sf.decrypt(data);
       } catch (err) {
         r = String(err);
+      }
+      if (side === 'receive' && typeof r === 'string' && r.includes('unknown key ID') && (await newKeys())) {
+        if (keyed) await keyed;
+        try {
+          r = sf.decrypt(data);
+        } catch (err) {
+          r = String(err);
+        }
       }
       if (r === null) {
         stats.replayed++; // a copy of a frame already played
