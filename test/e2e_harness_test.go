@@ -27,31 +27,13 @@ import (
 type e2eServer struct {
 	*server.Server
 	dir  string
-	logs *e2eLog
-}
-
-// e2eLog collects log output.
-type e2eLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *e2eLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *e2eLog) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.buf.Bytes())
+	logs *logBuffer
 }
 
 // startE2E starts a server; opts change its options.
 func startE2E(t *testing.T, opts ...func(*server.Options)) *e2eServer {
 	t.Helper()
-	s := &e2eServer{dir: t.TempDir(), logs: &e2eLog{}}
+	s := &e2eServer{dir: t.TempDir(), logs: &logBuffer{}}
 	o := server.Options{
 		Addr: "127.0.0.1:0", DataDir: s.dir, DeviceRate: -1, IPRate: -1,
 		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -78,22 +60,7 @@ func startE2E(t *testing.T, opts ...func(*server.Options)) *e2eServer {
 
 // wire records every byte that crosses a client's connections, both
 // ways, HTTP and WebSocket alike.
-type wire struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *wire) record(p []byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-}
-
-func (w *wire) Bytes() []byte {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return bytes.Clone(w.buf.Bytes())
-}
+type wire struct{ logBuffer }
 
 type recordedConn struct {
 	net.Conn
@@ -102,13 +69,13 @@ type recordedConn struct {
 
 func (c *recordedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	c.w.record(p[:n])
+	c.w.Write(p[:n])
 	return n, err
 }
 
 func (c *recordedConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.w.record(p[:n])
+	c.w.Write(p[:n])
 	return n, err
 }
 

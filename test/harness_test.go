@@ -87,6 +87,12 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
+func (l *logBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.buf.Bytes())
+}
+
 // testServer is a server running in the test's process.
 type testServer struct {
 	*server.Server
