@@ -378,6 +378,39 @@ func BenchmarkGroupPrimitives(b *testing.B) {
 			}
 		})
 	})
+	// The primitives one application message pair needs at the least
+	// (§6.3, §9.1): a signature and its verification over a message of
+	// the size of the FramedContentTBS, on each side the three
+	// DeriveTreeSecret of one ratchet step and the two ExpandWithLabel of
+	// the sender data key and nonce, and four AEAD operations (content and
+	// sender data, sealed and opened), each with a fresh key.
+	b.Run("app-message-floor", func(b *testing.B) {
+		secret, sample := make([]byte, 32), make([]byte, 32)
+		tbs, content := make([]byte, 300), make([]byte, 170)
+		loop(b, func() {
+			sig, err := key.sign(tbs)
+			if err != nil || !s.sig.verify(key.Public(), tbs, sig) {
+				b.Fatal("signature", err)
+			}
+			for range 2 {
+				k := s.deriveTreeSecret(secret, "key", 1, s.nk)
+				n := s.deriveTreeSecret(secret, "nonce", 1, s.nn)
+				s.deriveTreeSecret(secret, "secret", 1, s.nh())
+				sk := s.expandWithLabel(secret, "key", sample, s.nk)
+				sn := s.expandWithLabel(secret, "nonce", sample, s.nn)
+				for _, kn := range [][2][]byte{{k, n}, {sk, sn}} {
+					aead, err := s.newAEAD(kn[0])
+					if err != nil {
+						b.Fatal(err)
+					}
+					ct := aead.Seal(nil, kn[1], content, sample)
+					if _, err := aead.Open(nil, kn[1], ct, sample); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	})
 	b.Run("hpke-seal", func(b *testing.B) {
 		loop(b, func() {
 			if _, _, err := s.encryptWithLabel(pub, "bench", nil, msg[:32]); err != nil {
