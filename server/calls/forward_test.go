@@ -305,3 +305,38 @@ func FuzzForward(f *testing.F) {
 		}
 	})
 }
+
+// TestForwardUnbinds checks that a subscriber that leaves stops being
+// written to: its binding goes when pion stops its RTPSender.
+func TestForwardUnbinds(t *testing.T) {
+	h := newHarness(t, Options{})
+	ps := h.newMembers(3)
+	ctx := context.Background()
+	for _, p := range ps {
+		p.join(ctx, nil)
+	}
+	h.settle(ps)
+	f := h.forwarderOf(ps[0].name, webrtc.RTPCodecTypeAudio)
+	if f == nil {
+		t.Fatal("no forwarder")
+	}
+	count := func() int {
+		if p := f.bindings.Load(); p != nil {
+			return len(*p)
+		}
+		return 0
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d bindings, want 2", n)
+	}
+	if err := ps[2].call.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(bound(10 * time.Second))
+	for count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bindings after a subscriber left, want 1", count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
