@@ -51,8 +51,8 @@ const (
 	// frameTimeout bounds the handling of one frame (a send waits for the
 	// store's commit), and the reading of one that has begun to arrive.
 	frameTimeout = 30 * time.Second
-	// maxReaders bounds the messages being read and handled at once.
-	maxReaders = 1024
+	// maxHandlers bounds the frames being handled at once.
+	maxHandlers = 1024
 	// statusTryAgainLater is the close code for a store that failed.
 	statusTryAgainLater ws.StatusCode = 1013
 )
@@ -66,8 +66,10 @@ var live struct {
 	stop     chan struct{}   // stops the sweep
 }
 
-// readers is the semaphore of maxReaders.
-var readers = make(chan struct{}, maxReaders)
+// handlers is the semaphore of maxHandlers. It bounds the handling only:
+// a client that sends part of a frame and stalls holds its own reader and
+// no one else's.
+var handlers = make(chan struct{}, maxHandlers)
 
 // session is one push WebSocket.
 type session struct {
@@ -408,9 +410,7 @@ func (s *session) push() bool {
 // message, then waits for the next.
 func (s *session) readable() {
 	go func() {
-		readers <- struct{}{}
 		ok := s.readOne()
-		<-readers
 		if ok && s.poll.Load().Resume() != nil {
 			s.close(ws.StatusInternalServerError, "poller")
 		}
@@ -453,7 +453,10 @@ func (s *session) readOne() bool {
 	if s.closing {
 		return false
 	}
-	if reply := s.handle(op, data); reply != nil {
+	handlers <- struct{}{}
+	reply := s.handle(op, data)
+	<-handlers
+	if reply != nil {
 		return s.writeFrame(reply) == nil
 	}
 	return true
