@@ -68,8 +68,16 @@ export function watchRings(core: Core, account: Account, fn: (r: Ring[]) => void
         // Our own invites (from this or another of our devices) do not
         // ring, nor does one while we are in that call.
         if (e.user === account.username || rings.some((r) => r.callId === e.callId) || current?.callId === e.callId) return;
-        set([...rings, { conv: e.conversation, callId: e.callId, from: e.user }]);
-        setTimeout(() => forget(e.callId), ringFor);
+        // An invite read late (this device was offline) may be for a call
+        // that has ended since: ring only for the conversation's current one.
+        core
+          .call('currentCall', { conv: e.conversation })
+          .then((st) => {
+            if (st?.id !== e.callId || rings.some((r) => r.callId === e.callId) || current?.callId === e.callId) return;
+            set([...rings, { conv: e.conversation, callId: e.callId, from: e.user }]);
+            setTimeout(() => forget(e.callId), ringFor);
+          })
+          .catch(() => {});
         return;
       case 'call_join':
         onCallChange(e.conversation);

@@ -297,10 +297,15 @@ export async function joinCall(core: Core, conv: string, title: string, callId: 
   const media = await SecureMedia.open(core, conv);
   let local: MediaStream;
   try {
-    local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+    local = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } }).catch((e) => {
+      // No camera (or none allowed): an audio call.
+      if (e instanceof DOMException && (e.name === 'NotFoundError' || e.name === 'NotReadableError' || e.name === 'OverconstrainedError'))
+        return navigator.mediaDevices.getUserMedia({ audio: true });
+      throw e;
+    });
   } catch (e) {
     media.close();
-    throw e;
+    throw e instanceof DOMException && e.name === 'NotAllowedError' ? new Error('Hush needs your microphone for calls: allow it in the browser and try again.') : e;
   }
   const call = new SfuCall(core, conv, callId, title, local, media);
   current = call;
