@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -269,4 +270,31 @@ func (c *Client) Online() bool {
 	c.amu.Lock()
 	defer c.amu.Unlock()
 	return c.live != nil
+}
+
+// DialCallServer opens a push connection to another node of this
+// device's server, authenticated as this device, for a call whose room
+// that node hosts (the server's CallMoved frame names it). The URL must
+// use the scheme of the account's server, so a plain-HTTP URL never gets
+// the device's credentials when the account uses HTTPS. The caller reads
+// only "call" frames from it; the messages stay on the main connection.
+func (c *Client) DialCallServer(ctx context.Context, serverURL string) (PushConn, error) {
+	a, err := c.account()
+	if err != nil {
+		return nil, err
+	}
+	home, err1 := url.Parse(a.Server)
+	there, err2 := url.Parse(serverURL)
+	if err1 != nil || err2 != nil || there.Host == "" || there.Scheme != home.Scheme {
+		return nil, errors.New("client: the server pointed the call at a URL of another scheme or none")
+	}
+	tr, err := c.o.Transport(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := c.authorization()
+	if err != nil {
+		return nil, err
+	}
+	return tr.Connect(ctx, auth)
 }

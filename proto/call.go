@@ -25,6 +25,10 @@ type Call struct {
 	ICEServers []ICEServer `json:"ice_servers,omitempty"`
 	// Reason, with CallEnded, says why in a few words.
 	Reason string `json:"reason,omitempty"`
+	// URL, with CallMoved, is the base URL of the server node that hosts
+	// the room: the device joins there, over a WebSocket of its own to
+	// that node.
+	URL string `json:"url,omitempty"`
 }
 
 // CallOp is what a Call frame does.
@@ -36,6 +40,7 @@ const (
 	CallAnswer CallOp = "answer" // device → server: the answer to the last offer
 	CallLeave  CallOp = "leave"  // device → server: leave the room
 	CallEnded  CallOp = "ended"  // server → device: the device is no longer in the room
+	CallMoved  CallOp = "moved"  // server → device: the room is on another node (URL); join there
 )
 
 // ICEServer is a STUN or TURN server, as in the WebRTC RTCIceServer.

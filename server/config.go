@@ -71,6 +71,8 @@ var settings = []setting{
 		func(o *Options, v string) error { o.Calls.TURNUsername = v; return nil }},
 	{"call-turn-credential", "HUSH_CALL_TURN_CREDENTIAL", "credential for the turn: servers", false,
 		func(o *Options, v string) error { o.Calls.TURNCredential = v; return nil }},
+	{"public-url", "HUSH_PUBLIC_URL", "this node's base URL as clients reach it, for calls hosted on it (default: the listen URL); unique per node", false,
+		func(o *Options, v string) error { o.Calls.PublicURL = v; return nil }},
 	{"call-max-participants", "HUSH_CALL_MAX_PARTICIPANTS", "most devices in one call (default 16)", false,
 		func(o *Options, v string) (err error) { o.Calls.MaxParticipants, err = strconv.Atoi(v); return err }},
 	{"log-level", "HUSH_LOG_LEVEL", "debug, info, warn or error (default info)", false,

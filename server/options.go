@@ -92,6 +92,12 @@ type CallOptions struct {
 	// MaxParticipants bounds a call's devices; 0 selects
 	// calls.DefaultMaxParticipants.
 	MaxParticipants int
+	// PublicURL is this node's base URL as clients reach it
+	// (https://node-2.example.org); default: the URL it listens on. With
+	// a NATS bus, nodes share a room directory (package server/cluster)
+	// and a join for a room another node hosts is answered with that
+	// node's PublicURL: each node's must be unique and reachable.
+	PublicURL string
 	// TestHookForward is calls.Options.TestHookForward: for tests only.
 	TestHookForward func(calls.Forwarded)
 }

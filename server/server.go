@@ -59,6 +59,7 @@ import (
 	"github.com/hush-chat/hush/server/auth"
 	"github.com/hush-chat/hush/server/blobs"
 	"github.com/hush-chat/hush/server/calls"
+	"github.com/hush-chat/hush/server/cluster"
 	"github.com/hush-chat/hush/server/delivery"
 	"github.com/hush-chat/hush/server/httpapi"
 	"github.com/hush-chat/hush/server/keys"
@@ -81,6 +82,7 @@ type Server struct {
 	provision *provision.Channels
 	api       *httpapi.API
 	calls     *calls.SFU // nil when calls are disabled
+	rooms     cluster.Directory
 	http      *http.Server
 	ln        net.Listener
 	tls       bool
@@ -179,6 +181,13 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 	if s.tls {
 		s.ln = tls.NewListener(s.ln, tlsConfig)
 	}
+	if s.calls != nil {
+		if s.rooms, err = s.openRooms(ctx); err != nil {
+			s.ln.Close()
+			return nil, err
+		}
+		closers = append(closers, s.rooms.Close)
+	}
 	s.http = &http.Server{
 		Handler:           withWeb(s.api),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -228,6 +237,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { shut <- s.http.Shutdown(sctx) }()
 	if s.calls != nil {
 		s.calls.Close() // ends every call: devices learn it with an ended frame
+		s.rooms.Close()
 	}
 	errs := []error{s.api.CloseSessions(sctx), <-shut}
 	stopBG()
@@ -268,6 +278,17 @@ func (s *Server) newSFU(public bool) (*calls.SFU, error) {
 		ICEServers:      ice,
 		Authorize:       s.authorizeCall,
 		TestHookForward: c.TestHookForward,
+		Place: func(ctx context.Context, groupID []byte, callID string) (string, bool, error) {
+			p, err := s.rooms.Place(ctx, cluster.Room{GroupID: groupID, CallID: callID})
+			return p.URL, p.Local, err
+		},
+		Release: func(groupID []byte, callID string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := s.rooms.Release(ctx, cluster.Room{GroupID: groupID, CallID: callID}); err != nil {
+				s.log.Warn("calls: release room", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -281,6 +302,31 @@ func (s *Server) newSFU(public bool) (*calls.SFU, error) {
 			func() float64 { return float64(sfu.Stats().PacketsOut) }),
 	)
 	return sfu, nil
+}
+
+// openRooms opens the directory of call rooms: shared by the nodes in
+// NATS when the bus is NATS, this node alone otherwise. The SFU is made
+// before the listener, so Place and Release reach s.rooms only once it
+// is set.
+func (s *Server) openRooms(ctx context.Context) (cluster.Directory, error) {
+	self := s.opts.Calls.PublicURL
+	if self == "" {
+		self = s.URL()
+	}
+	b := s.opts.Bus
+	if !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "tls://") {
+		return cluster.NewLocal(self), nil
+	}
+	d, err := cluster.Connect(ctx, cluster.Config{
+		URL: b, Self: self, Logger: s.log,
+		OnLost: func(r cluster.Room) {
+			s.calls.EndRoom(r.GroupID, r.CallID, "the call moved to another server node")
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return d, nil
 }
 
 // authorizeCall lets a device into a group's call only if it is on the

@@ -888,3 +888,63 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestCallCluster: two server nodes on one PostgreSQL schema and NATS.
+// alice, on node 1, places a call, so its room lives on node 1; bob, on
+// node 2, joins: node 2 answers "moved" with node 1's URL, bob's client
+// joins there, and both hear each other byte for byte.
+func TestCallCluster(t *testing.T) {
+	clusterServices(t)
+	store := postgresBackend(t).Store
+	watch := &forwardWatch{}
+	node := func() *e2eServer {
+		return startE2E(t, func(o *server.Options) {
+			o.Store, o.Bus = store, clusterNATS
+			o.Calls.TestHookForward = watch.hook
+		})
+	}
+	n1, n2 := node(), node()
+	alice := &callPeer{e2eDevice: n1.register(t, "alice"), name: "alice"}
+	bob := &callPeer{e2eDevice: n2.register(t, "bob"), name: "bob"}
+	cv := alice.direct("bob")
+	bob.sync()
+	online(t, alice.e2eDevice)
+	online(t, bob.e2eDevice)
+
+	alice.join(t, cv.ID)
+	bob.joinInvited(t, cv.ID, alice)
+	peers := []*callPeer{alice, bob}
+	waitConnected(t, peers)
+	if r1, r2 := n1.Calls().Rooms(), n2.Calls().Rooms(); r1 != 1 || r2 != 0 {
+		t.Fatalf("rooms: node 1 hosts %d, node 2 %d; want 1 and 0", r1, r2)
+	}
+	time.Sleep(300 * time.Millisecond)
+	sts := []*streamer{stream(alice, 21, 40), stream(bob, 22, 40)}
+	for _, st := range sts {
+		<-st.done
+	}
+	for i, p := range peers {
+		q := peers[1-i]
+		id := p.deviceID(t)
+		for _, kind := range []string{"audio", "video"} {
+			want := sts[i].sent(kind)
+			waitUntil(t, 10*time.Second, fmt.Sprintf("%s's %s from %s", q.name, kind, p.name), func() bool { return len(q.frames(id, kind)) >= len(want) })
+			got := q.frames(id, kind)
+			if len(got) != len(want) {
+				t.Fatalf("%s got %d %s frames from %s, sent %d", q.name, len(got), kind, p.name, len(want))
+			}
+			for j := range got {
+				if !bytes.Equal(got[j].data, want[j]) {
+					t.Fatalf("%s's %s frame %d from %s differs", q.name, kind, j, p.name)
+				}
+			}
+		}
+	}
+	watch.check(t)
+	for _, p := range peers {
+		if err := p.s.Leave(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 10*time.Second, "node 1's room to close", func() bool { return n1.Calls().Rooms() == 0 })
+}

@@ -29,6 +29,19 @@
 // previous three epochs still decrypt, for those in flight. A member
 // removed by a commit gets no key of the new epoch.
 //
+// # Sessions
+//
+// [Start] joins a conversation's call through the client core (package
+// client): it sends the members an invite or a join (an MLS message),
+// joins the SFU's room over the client's push connection ([client.Client.Run]
+// must be running), answers the SFU's offers, and moves the keys to the
+// group's new epoch after every commit the client merges. When the room
+// lives on another server node, the server answers with a "moved" frame
+// and the session opens a connection of its own to that node (same
+// scheme, same device credentials) for the call's signalling.
+// [Session.Leave] hangs up: it leaves the room, tells the members, and
+// erases the keys.
+//
 // # Files
 //
 // [Publish] plays an Ogg Opus file and an IVF (VP8) file in real time;

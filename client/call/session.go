@@ -50,6 +50,8 @@ type Session struct {
 	Started bool
 
 	frames  chan *proto.Call
+	connMu  sync.Mutex
+	moved   client.PushConn // the connection to the node hosting the room, once the call moved there
 	stops   []func()
 	removed atomic.Bool
 	closed  chan struct{}
@@ -121,7 +123,7 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 	}
 	s.Call, err = Join(ctx, Config{
 		GroupID: groupID, CallID: callID, Keys: keys,
-		Signal:   cl.SendCallFrame,
+		Signal:   s.signal,
 		OnRemote: o.OnRemote, ICEServers: o.ICEServers, LoopbackOnly: o.LoopbackOnly,
 		MaxDelay: o.MaxDelay, Logger: log,
 	})
@@ -147,10 +149,99 @@ func (s *Session) handleFrames() {
 			return
 		case f := <-s.frames:
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.Handle(ctx, f); err != nil && !errors.Is(err, ErrEnded) {
+			var err error
+			if f.Op == proto.CallMoved {
+				err = s.move(ctx, f.URL)
+			} else {
+				err = s.Handle(ctx, f)
+			}
+			if err != nil && !errors.Is(err, ErrEnded) {
 				s.log.Warn("call: SFU frame", "op", f.Op, "err", err)
 			}
 			cancel()
+		}
+	}
+}
+
+// signal sends a frame to the SFU hosting the call: through the client's
+// push connection, or through the connection to the node the call moved
+// to.
+func (s *Session) signal(ctx context.Context, f *proto.Call) error {
+	s.connMu.Lock()
+	conn := s.moved
+	s.connMu.Unlock()
+	if conn != nil {
+		return conn.Write(ctx, &proto.Frame{Type: proto.FrameCall, Call: f})
+	}
+	return s.cl.SendCallFrame(ctx, f)
+}
+
+// callPing keeps the connection to the room's node alive (the server
+// closes connections idle for 90 seconds).
+const callPing = 30 * time.Second
+
+// move follows the server to the node hosting the room: it opens a
+// connection there, authenticated as this device, and joins through it.
+// A call moves at most once.
+func (s *Session) move(ctx context.Context, url string) error {
+	s.connMu.Lock()
+	already := s.moved != nil
+	s.connMu.Unlock()
+	if already {
+		s.end("the call's room moved again")
+		return errors.New("call: the room moved twice")
+	}
+	conn, err := s.cl.DialCallServer(ctx, url)
+	if err != nil {
+		s.end("cannot reach the node hosting the call")
+		return fmt.Errorf("call: moved: %w", err)
+	}
+	s.connMu.Lock()
+	s.moved = conn
+	s.connMu.Unlock()
+	s.wg.Go(func() { s.readMoved(conn) })
+	return s.signal(ctx, s.frame(proto.CallJoin))
+}
+
+// readMoved reads the SFU's frames from the room's node until the
+// connection or the session ends; a connection lost mid-call ends it.
+func (s *Session) readMoved(conn client.PushConn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		t := time.NewTicker(callPing)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.closed:
+				conn.Close()
+				return
+			case <-s.Done():
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				conn.Write(ctx, &proto.Frame{Type: proto.FramePing})
+			}
+		}
+	}()
+	for {
+		f, err := conn.Read(ctx)
+		if err != nil {
+			s.end("lost the connection to the node hosting the call")
+			return
+		}
+		switch {
+		case f.Type == proto.FrameCall && f.Call != nil && bytes.Equal(f.Call.GroupID, s.groupID) && f.Call.CallID == s.cfg.CallID:
+			select {
+			case s.frames <- f.Call:
+			default:
+				s.log.Warn("call: SFU frame dropped: queue full")
+			}
+		case f.Type == proto.FramePing:
+			conn.Write(ctx, &proto.Frame{Type: proto.FramePong, ID: f.ID})
+		case f.Type == proto.FrameError && f.Error != nil:
+			s.log.Warn("call: the room's node refused a frame", "code", f.Error.Code)
 		}
 	}
 }
@@ -194,14 +285,19 @@ func (s *Session) Leave(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		s.stop()
-		close(s.closed)
 		err = s.Call.Leave(ctx)
+		close(s.closed)
 		if errors.Is(err, client.ErrOffline) {
 			err = nil // the connection is gone, and the SFU let us go with it
 		}
 		if serr := s.cl.SendCallSignal(ctx, s.conv, s.cfg.CallID, client.CallLeave); serr != nil && !errors.Is(serr, client.ErrInactive) {
 			err = errors.Join(err, serr)
 		}
+		s.connMu.Lock()
+		if s.moved != nil {
+			s.moved.Close()
+		}
+		s.connMu.Unlock()
 		s.wg.Wait()
 		s.keys.Close()
 	})

@@ -25,6 +25,14 @@
 // restrictive NATs a TURN server (Options.ICEServers, sent with the first
 // offer).
 //
+// With several server nodes, Options.Place says where each room lives
+// (the server backs it with package server/cluster): a join for a room
+// another node hosts gets a CallMoved frame with that node's URL instead,
+// and Options.Release gives a room up when it closes; [SFU.EndRoom] ends a
+// room the directory placed elsewhere meanwhile. The server's
+// Options.Authorize checks the roster in the store, and the server calls
+// [SFU.EvictAbsent] when a commit replaces a group's roster.
+//
 // Ringing, inviting, declining and hanging up are not the SFU's business:
 // they travel between the members as MLS application messages.
 //

@@ -48,6 +48,16 @@ type Options struct {
 	// that the device is on the group's roster.
 	Authorize func(ctx context.Context, groupID []byte, device string) error
 
+	// Place, if set, is asked where a room lives before a device joins
+	// it (package server/cluster): local rooms are hosted here; for a room
+	// hosted by another node the device gets a CallMoved frame with that
+	// node's URL, and does not join here. An error refuses the join with
+	// CodeUnavailable.
+	Place func(ctx context.Context, groupID []byte, callID string) (url string, local bool, err error)
+	// Release, if set, is called (on a goroutine of its own) when a room
+	// this node hosted closes.
+	Release func(groupID []byte, callID string)
+
 	// TestHookForward, for tests only, sees every RTP packet the SFU
 	// forwards, before it is forwarded. It is called on the forwarding
 	// path and must be quick; p and its payload are valid only during the
@@ -241,6 +251,32 @@ func (s *SFU) dropRoom(r *room) {
 	defer s.mu.Unlock()
 	if s.rooms[r.key] == r {
 		delete(s.rooms, r.key)
+		if rel := s.opts.Release; rel != nil {
+			k := r.key
+			go func() {
+				s.mu.Lock()
+				again := s.rooms[k] != nil // a join reopened it meanwhile
+				s.mu.Unlock()
+				if !again {
+					rel([]byte(k.group), k.call)
+				}
+			}()
+		}
+	}
+}
+
+// EndRoom ends a room's call for every device in it, telling each with a
+// CallEnded frame: the server calls it when the room now belongs to
+// another node.
+func (s *SFU) EndRoom(groupID []byte, callID, reason string) {
+	s.mu.Lock()
+	r := s.rooms[roomKey{string(groupID), callID}]
+	s.mu.Unlock()
+	if r == nil {
+		return
+	}
+	for _, p := range r.peers() {
+		p.end(reason)
 	}
 }
 
@@ -318,6 +354,17 @@ func (se *Session) join(ctx context.Context, k roomKey, groupID []byte) error {
 		return &proto.Error{Code: proto.CodeConflict, Message: "already in this call"}
 	}
 	se.mu.Unlock()
+
+	if place := se.sfu.opts.Place; place != nil {
+		url, local, err := place(ctx, groupID, k.call)
+		if err != nil {
+			return &proto.Error{Code: proto.CodeUnavailable, Message: "call: the room directory is unavailable"}
+		}
+		if !local {
+			se.send(&proto.Call{GroupID: groupID, CallID: k.call, Op: proto.CallMoved, URL: url})
+			return nil
+		}
+	}
 
 	var p *peer
 	for {
