@@ -136,6 +136,12 @@ class SfuCall implements ActiveCall {
       this.end(f.reason ? `The call ended: ${f.reason}.` : 'The call ended.');
       return;
     }
+    if (f.op === 'moved') {
+      // The room is on another node of a cluster. The page may connect to
+      // its own origin only (Content-Security-Policy), so it cannot follow.
+      this.end(`This call is hosted by another server node (${f.url ?? 'unknown'}), which the web client cannot reach yet.`);
+      return;
+    }
     if (f.op === 'offer' && f.sdp) {
       // Offers are answered one at a time, in order.
       this.queue = this.queue.then(() => this.answer(f)).catch((err) => this.hangup(`The call failed: ${String(err)}`));

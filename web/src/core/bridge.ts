@@ -128,10 +128,12 @@ export interface CallState {
 export interface CallFrame {
   group_id: string; // base64
   call_id: string;
-  op: 'join' | 'offer' | 'answer' | 'leave' | 'ended';
+  op: 'join' | 'offer' | 'answer' | 'leave' | 'ended' | 'moved';
   sdp?: string;
   ice_servers?: Array<{ urls: string[]; username?: string; credential?: string }>;
   reason?: string;
+  /** With moved: the server node that hosts the call. */
+  url?: string;
 }
 
 /** The calls of the core: name → [arguments, result]. */
