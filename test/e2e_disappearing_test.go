@@ -375,8 +375,10 @@ func waitExpired(t *testing.T, d *e2eDevice, id string) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if slices.ContainsFunc(d.eventsOf(hush.EventExpired), func(e hush.Event) bool { return e.Message.ID == id }) {
-			return time.Now()
+		// The time the device reported the deletion, not the time this
+		// loop looked: it waits for the devices one after another.
+		if at, ok := d.eventAt(hush.EventExpired, func(e hush.Event) bool { return e.Message.ID == id }); ok {
+			return at
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("message %.8s did not disappear", id)

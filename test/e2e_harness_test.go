@@ -141,6 +141,7 @@ type e2eDevice struct {
 
 	mu     sync.Mutex
 	events []hush.Event
+	at     []time.Time // when each event arrived
 }
 
 // device opens a device with a new profile; opts change its client's
@@ -184,6 +185,19 @@ func (d *e2eDevice) onEvent(e hush.Event) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.events = append(d.events, e)
+	d.at = append(d.at, time.Now())
+}
+
+// eventAt returns when the first event of typ that match accepts arrived.
+func (d *e2eDevice) eventAt(typ hush.EventType, match func(hush.Event) bool) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, e := range d.events {
+		if e.Type == typ && match(e) {
+			return d.at[i], true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (d *e2eDevice) eventsOf(typ hush.EventType) []hush.Event {
