@@ -71,7 +71,7 @@ var sqlCache sync.Map // sqlKey -> string
 
 type sqlKey struct {
 	shape string
-	typed bool
+	d     Dialect // the texts differ by dialect
 	rows  int
 }
 
@@ -79,7 +79,7 @@ type sqlKey struct {
 // suffix. On a typed dialect each parameter is cast to its type, since
 // PostgreSQL cannot infer the types of parameters in a VALUES list.
 func (d Dialect) batchSQL(shape, prefix, suffix string, types []string, rows int) string {
-	k := sqlKey{shape, d.Typed, rows}
+	k := sqlKey{shape, d, rows}
 	if q, ok := sqlCache.Load(k); ok {
 		return q.(string)
 	}
