@@ -813,6 +813,13 @@ func TestCallCLI(t *testing.T) {
 		sd.audio, sd.video = writeMedia(t, ogg, ivf, uint64(i+5), 100, 20)
 		sd.rec = filepath.Join(media, sd.name+"-rec")
 		sd.out = &syncBuffer{}
+		if i == 1 {
+			// bob declines first (alice sees it), then joins all the same.
+			if out := run("call", "alice", "--profile", "bob", "--decline"); !strings.Contains(out, "declined call") {
+				t.Fatalf("--decline: %s", out)
+			}
+			waitUntil(t, 20*time.Second, "alice to see bob decline", func() bool { return strings.Contains(sides[0].out.String(), "declined") })
+		}
 		sd.cmd = command("call", sd.peer, "--profile", sd.profile, "--audio", ogg, "--video", ivf, "--record", sd.rec)
 		sd.cmd.Stdout, sd.cmd.Stderr = sd.out, sd.out
 		if err := sd.cmd.Start(); err != nil {

@@ -43,7 +43,7 @@ const (
 )
 
 func runCall(ctx context.Context, stdout, stderr io.Writer, args []string) error {
-	c := newClientCmd("call", "call CONVERSATION [--audio FILE.ogg] [--video FILE.ivf] [--record DIR] [--duration D] | call [CONVERSATION] --hangup",
+	c := newClientCmd("call", "call CONVERSATION [--audio FILE.ogg] [--video FILE.ivf] [--record DIR] [--duration D] | call --hangup | call CONVERSATION --decline",
 		"Places a call in the conversation, or joins the one going on: publishes an Ogg Opus file as audio and an IVF (VP8) file as video, each once in real time, "+
 			"and records every other participant's audio and video into DIR/DEVICE.ogg and DIR/DEVICE.ivf. It stays in the call after the files end, until "+
 			"--duration passes, `hush call --hangup` is run on the same profile, the call is interrupted (Ctrl-C), or the server ends it.", stdout, stderr)
@@ -52,6 +52,7 @@ func runCall(ctx context.Context, stdout, stderr io.Writer, args []string) error
 	record := c.fs.String("record", "", "record the other participants into `DIR`")
 	duration := c.fs.Duration("duration", 0, "hang up after this long (default: stay until hung up)")
 	hangup := c.fs.Bool("hangup", false, "end this profile's participation in its call (a running `hush call` hangs up)")
+	decline := c.fs.Bool("decline", false, "decline the conversation's call: tell its members you will not join")
 	pos, err := c.parse(args, 0, 1)
 	if err != nil {
 		return err
@@ -66,6 +67,26 @@ func runCall(ctx context.Context, stdout, stderr io.Writer, args []string) error
 	if len(pos) != 1 {
 		c.fs.Usage()
 		return errUsage
+	}
+	if *decline {
+		return c.withSynced(ctx, func(cl *client.Client) error {
+			cv, err := findConversation(ctx, cl, pos[0], false)
+			if err != nil {
+				return err
+			}
+			st, ok, err := cl.CurrentCall(ctx, cv.ID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return errors.New("no call is going on in " + cv.Title())
+			}
+			if err := cl.SendCallSignal(ctx, cv.ID, st.ID, client.CallDecline); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "declined call %s in %s\n", shortID(st.ID), cv.Title())
+			return nil
+		})
 	}
 	if *record != "" {
 		if err := os.MkdirAll(*record, 0o700); err != nil {

@@ -305,6 +305,17 @@ func (c *clientCmd) printEvent(ctx context.Context, cl *client.Client, e client.
 		fmt.Fprintf(w, "%s  %s\n", title, orDefault(e.Text, "conversation updated"))
 	case client.EventTimer:
 		fmt.Fprintf(w, "%s  %s\n", title, e.Text)
+	case client.EventCall:
+		switch client.CallOp(e.Text) {
+		case client.CallInvite:
+			fmt.Fprintf(w, "%s  %s is calling: hush call %s to join, --decline to decline\n", title, e.User, shortID(e.Conversation))
+		case client.CallJoin:
+			fmt.Fprintf(w, "%s  %s joined the call\n", title, e.User)
+		case client.CallDecline:
+			fmt.Fprintf(w, "%s  %s declined the call\n", title, e.User)
+		case client.CallLeave:
+			fmt.Fprintf(w, "%s  %s left the call\n", title, e.User)
+		}
 	case client.EventExpired:
 		fmt.Fprintf(w, "%s  [%s] disappeared\n", title, shortID(e.Message.ID))
 	case client.EventIdentityChanged, client.EventWarning:
