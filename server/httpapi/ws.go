@@ -27,8 +27,8 @@ import (
 // idle, so that one node can hold a great many of them:
 //
 //   - reading: after the upgrade the connection is registered with the
-//     API's poller (package netpoll, one epoll instance and goroutine for
-//     all connections). When it is readable a short-lived worker reads one
+//     process's poller (package netpoll, one epoll instance and goroutine
+//     for all connections). When it is readable a short-lived worker reads one
 //     message, handles it, and re-arms the registration; so frames are
 //     handled one at a time, in order. Connections the poller cannot take
 //     (TLS, or systems without epoll) have a reading goroutine instead.
@@ -36,8 +36,12 @@ import (
 //     push; a short-lived worker then takes everything pending (Feed.Next)
 //     and writes it in one write: one batch frame for clients that asked
 //     for them (proto.WebSocketBatchQuery), else one frame per message.
-//   - timers: one sweep per API closes connections idle for idleTimeout;
-//     the Feeds' polls run on the delivery hub's wheel.
+//   - timers: one sweep per process closes connections idle for
+//     idleTimeout; the Feeds' polls run on the delivery hub's wheel.
+//
+// Frames are read and written with github.com/gobwas/ws on the raw
+// connection (wsframe.go); the connection's bufio buffers from the HTTP
+// server are dropped after the upgrade, and write buffers are pooled.
 
 const (
 	// idleTimeout closes a connection from which nothing (not even a ping
