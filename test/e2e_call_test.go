@@ -26,6 +26,7 @@ import (
 
 	hush "github.com/hush-chat/hush/client"
 	"github.com/hush-chat/hush/client/call"
+	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/server"
 	"github.com/hush-chat/hush/server/calls"
 	"github.com/hush-chat/hush/sframe"
@@ -954,4 +955,40 @@ func TestCallCluster(t *testing.T) {
 		}
 	}
 	waitUntil(t, 10*time.Second, "node 1's room to close", func() bool { return n1.Calls().Rooms() == 0 })
+}
+
+// TestCallFramesRoster: through the server's WebSocket, only a device on
+// the group's roster may join its call; a malformed call frame gets a
+// clear error; a device's call ends when its connection does.
+func TestCallFramesRoster(t *testing.T) {
+	ts := start(t, sqliteBackend(t))
+	alice, eve := register(t, ts), register(t, ts)
+	gid := random(16)
+	alice.createGroup(gid) // roster: alice alone
+
+	we := eve.dial()
+	id := we.write(proto.Frame{Type: proto.FrameCall, Call: &proto.Call{GroupID: gid, CallID: "c1", Op: proto.CallJoin}})
+	if f := we.nextOf(proto.FrameError, 10*time.Second); f.ID != id || f.Error.Code != proto.CodeForbidden {
+		t.Fatalf("outsider's join: %+v", f.Error)
+	}
+	id = we.write(proto.Frame{Type: proto.FrameCall})
+	if f := we.nextOf(proto.FrameError, 10*time.Second); f.ID != id || f.Error.Code != proto.CodeBadRequest {
+		t.Fatalf("call frame without call: %+v", f.Error)
+	}
+	id = we.write(proto.Frame{Type: proto.FrameCall, Call: &proto.Call{GroupID: gid, CallID: strings.Repeat("x", proto.MaxCallIDBytes+1), Op: proto.CallJoin}})
+	if f := we.nextOf(proto.FrameError, 10*time.Second); f.ID != id || f.Error.Code != proto.CodeBadRequest {
+		t.Fatalf("long call id: %+v", f.Error)
+	}
+
+	wa := alice.dial()
+	wa.write(proto.Frame{Type: proto.FrameCall, Call: &proto.Call{GroupID: gid, CallID: "c1", Op: proto.CallJoin}})
+	f := wa.nextOf(proto.FrameCall, 20*time.Second)
+	if f.Call.Op != proto.CallOffer || !bytes.Equal(f.Call.GroupID, gid) || f.Call.CallID != "c1" || !strings.Contains(f.Call.SDP, "m=audio") {
+		t.Fatalf("alice's join: %+v", f.Call)
+	}
+	if n := ts.Calls().Rooms(); n != 1 {
+		t.Fatalf("%d rooms", n)
+	}
+	wa.close()
+	waitUntil(t, 10*time.Second, "the room to close with alice's connection", func() bool { return ts.Calls().Rooms() == 0 })
 }
