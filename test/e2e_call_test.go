@@ -398,6 +398,31 @@ func TestCallGroup(t *testing.T) {
 		}
 	}
 	watch.check(t)
+	// Without the group's keys nothing opens: keys of another group (the
+	// same device, alice's, with another epoch secret) fail on every
+	// forwarded audio frame.
+	other := peers[0].newGroup("other", "bob")
+	g, err := peers[0].MLSGroup(context.Background(), other.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsider, err := call.NewKeys(g)
+	g.Wipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outsider.Close()
+	watch.mu.Lock()
+	forwarded := slices.Clone(watch.audio)
+	watch.mu.Unlock()
+	if len(forwarded) < ticks {
+		t.Fatalf("the SFU forwarded %d audio frames", len(forwarded))
+	}
+	for _, ct := range forwarded {
+		if _, err := outsider.Open(nil, ct); err == nil {
+			t.Fatal("a forwarded frame opens without the group's keys")
+		}
+	}
 
 	// Hanging up is signalled to the members, and the call ends when the
 	// last one leaves.
