@@ -40,6 +40,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hush-chat/hush/bus"
@@ -285,8 +286,11 @@ func (s *Service) Fetch(ctx context.Context, dev store.DeviceID, limit int) (pro
 	return out, nil
 }
 
-// Ack moves the device's cursors forward. Items are applied in order; on
-// an error, the earlier ones stay applied (acks are idempotent).
+// Ack moves the device's cursors forward. The items are applied
+// concurrently, so that the store commits them together (one transaction
+// and one sync for the whole frame, rather than one per item); on an
+// error the others may still be applied (acks are idempotent), and the
+// error of the first failing item is returned.
 func (s *Service) Ack(ctx context.Context, dev store.DeviceID, acks []proto.AckItem) error {
 	switch {
 	case len(acks) == 0:
@@ -305,19 +309,36 @@ func (s *Service) Ack(ctx context.Context, dev store.DeviceID, acks []proto.AckI
 		}
 	}
 	defer s.hub.each(dev, (*Feed).Acked)
-	for _, a := range acks {
-		var err error
+	ack := func(a proto.AckItem) error {
 		if a.Inbox {
-			err = s.store.AckDirect(ctx, dev, a.Seq)
-		} else {
-			err = s.store.Ack(ctx, dev, a.GroupID, a.Seq)
+			return s.store.AckDirect(ctx, dev, a.Seq)
 		}
+		return s.store.Ack(ctx, dev, a.GroupID, a.Seq)
+	}
+	if len(acks) == 1 {
+		return ack(acks[0])
+	}
+	errs := make([]error, len(acks))
+	sem := make(chan struct{}, maxConcurrentAcks)
+	var wg sync.WaitGroup
+	for i, a := range acks {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = ack(a)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// maxConcurrentAcks bounds the store calls one Ack has under way.
+const maxConcurrentAcks = 64
 
 // Revoke revokes a device and closes its push connections: at once on
 // this node, at their next poll on others.
