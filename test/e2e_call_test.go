@@ -1014,6 +1014,15 @@ func TestCallFramesRoster(t *testing.T) {
 	if n := ts.Calls().Rooms(); n != 1 {
 		t.Fatalf("%d rooms", n)
 	}
+	anon := &client{tb: t, base: ts.URL(), http: httpClient}
+	resp := anon.request("GET", proto.PathMetrics, "", nil)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"hush_call_rooms 1", "hush_call_participants 1", `hush_websocket_frames_total{type="call"} 4`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	wa.close()
 	waitUntil(t, 10*time.Second, "the room to close with alice's connection", func() bool { return ts.Calls().Rooms() == 0 })
 }

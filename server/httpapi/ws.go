@@ -558,7 +558,7 @@ func errorFrame(id uint64, pe *proto.Error) *proto.Frame {
 // frameLabel keeps the metric's label set small whatever clients send.
 func frameLabel(t string) string {
 	switch t {
-	case proto.FrameSend, proto.FrameAck, proto.FrameTyping, proto.FramePing:
+	case proto.FrameSend, proto.FrameAck, proto.FrameTyping, proto.FramePing, proto.FrameCall:
 		return t
 	}
 	return "other"
