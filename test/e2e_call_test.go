@@ -110,6 +110,49 @@ type callPeer struct {
 	got     map[string][]gotFrame // by device "/" kind
 	joined  time.Time
 	first   map[string]time.Time // first frame from each device
+	warm    map[string]int       // warm-up frames received, by device "/" kind
+}
+
+// warmMarker marks the frames of warmUp, which read counts apart.
+var warmMarker = []byte("HUSH-WARMUP")
+
+// warmUp has every peer send warm-up frames until each receives audio
+// and video from every other: from then on every forwarding path is
+// live, and no frame sent is lost to a subscription being set up.
+func warmUp(t *testing.T, peers []*callPeer) {
+	t.Helper()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				f := append([]byte{0xf8}, warmMarker...)
+				p.s.Audio().WriteFrame(f, uint32(i*960))
+				p.s.Video().WriteFrame(f[1:], uint32(i*1800))
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for _, q := range peers {
+		for _, p := range peers {
+			if p == q {
+				continue
+			}
+			id := p.deviceID(t)
+			waitUntil(t, 20*time.Second, q.name+"'s warm-up from "+p.name, func() bool {
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				return q.warm[id+"/audio"] > 0 && q.warm[id+"/video"] > 0
+			})
+		}
+	}
 }
 
 type gotFrame struct {
@@ -201,6 +244,14 @@ func (p *callPeer) read(r *call.Remote) {
 		}
 		now := time.Now()
 		p.mu.Lock()
+		if bytes.Contains(f.Data, warmMarker) {
+			if p.warm == nil {
+				p.warm = map[string]int{}
+			}
+			p.warm[key]++
+			p.mu.Unlock()
+			continue
+		}
 		p.got[key] = append(p.got[key], gotFrame{data: f.Data, at: now})
 		if _, ok := p.first[r.Device]; !ok {
 			p.first[r.Device] = now
@@ -361,7 +412,7 @@ func TestCallGroup(t *testing.T) {
 		p.joinInvited(t, conv, peers[0])
 	}
 	waitConnected(t, peers)
-	time.Sleep(300 * time.Millisecond) // let the last renegotiations settle
+	warmUp(t, peers)
 
 	const ticks = 60 // 1.2 s of audio, 12 video frames, per participant
 	var sts []*streamer
@@ -638,7 +689,21 @@ func TestCall1to1Files(t *testing.T) {
 	})
 	start(bob, fb)
 	waitConnected(t, []*callPeer{alice, bob})
-	time.Sleep(300 * time.Millisecond)
+	warmUpRecorded(t, alice, bob)
+	// Once the warm-up's last frames are in, count from there.
+	warm := map[*callPeer]uint64{}
+	for _, p := range []*callPeer{alice, bob} {
+		last := decrypted(p)
+		for {
+			time.Sleep(100 * time.Millisecond)
+			n := decrypted(p)
+			if n == last {
+				break
+			}
+			last = n
+		}
+		warm[p] = last
+	}
 
 	publish := func(p *callPeer, f *files) chan error {
 		done := make(chan error, 1)
@@ -670,13 +735,7 @@ func TestCall1to1Files(t *testing.T) {
 		f *files
 	}{{alice, fb}, {bob, fa}} {
 		waitUntil(t, 10*time.Second, pair.p.name+"'s frames", func() bool {
-			var n uint64
-			pair.p.mu.Lock()
-			for _, r := range pair.p.remotes {
-				n += r.Stats().Frames
-			}
-			pair.p.mu.Unlock()
-			return n >= uint64(len(pair.f.audio)+len(pair.f.video))
+			return decrypted(pair.p) >= warm[pair.p]+uint64(len(pair.f.audio)+len(pair.f.video))
 		})
 	}
 	for _, p := range []*callPeer{alice, bob} {
@@ -693,8 +752,10 @@ func TestCall1to1Files(t *testing.T) {
 	}
 	check := func(f *files, other *callPeer, of *files) {
 		id := other.deviceID(t)
-		audio := readOgg(t, filepath.Join(f.rec, id+".ogg"))
-		video := readIVF(t, filepath.Join(f.rec, id+".ivf"))
+		// The recordings start with the warm-up frames; the files' frames
+		// follow, every one.
+		audio := dropWarm(readOgg(t, filepath.Join(f.rec, id+".ogg")))
+		video := dropWarm(readIVF(t, filepath.Join(f.rec, id+".ivf")))
 		if !slices.EqualFunc(audio, of.audio, bytes.Equal) {
 			t.Errorf("the recording of %s's audio has %d frames, not the %d sent", other.name, len(audio), len(of.audio))
 		}
@@ -705,6 +766,63 @@ func TestCall1to1Files(t *testing.T) {
 	check(fa, bob, fb)
 	check(fb, alice, fa)
 	watch.check(t)
+}
+
+// warmUpRecorded is warmUp for peers whose remote streams go to
+// call.Record: it counts the frames decrypted instead.
+func warmUpRecorded(t *testing.T, a, b *callPeer) {
+	t.Helper()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range []*callPeer{a, b} {
+		wg.Go(func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				f := append([]byte{0xf8}, warmMarker...)
+				p.s.Audio().WriteFrame(f, uint32(i*960))
+				p.s.Video().WriteFrame(f[1:], uint32(i*1800))
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for _, p := range []*callPeer{a, b} {
+		waitUntil(t, 20*time.Second, p.name+"'s warm-up", func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			n := 0
+			for _, r := range p.remotes {
+				if r.Stats().Frames > 0 {
+					n++
+				}
+			}
+			return n == 2
+		})
+	}
+}
+
+// decrypted counts the frames p decrypted from all its remote streams.
+func decrypted(p *callPeer) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n uint64
+	for _, r := range p.remotes {
+		n += r.Stats().Frames
+	}
+	return n
+}
+
+// dropWarm drops the leading warm-up frames of a recording.
+func dropWarm(frames [][]byte) [][]byte {
+	for len(frames) > 0 && bytes.Contains(frames[0], warmMarker) {
+		frames = frames[1:]
+	}
+	return frames
 }
 
 // writeMedia writes an Ogg Opus file of n 20 ms packets and an IVF (VP8)
@@ -951,7 +1069,7 @@ func TestCallCluster(t *testing.T) {
 	if r1, r2 := n1.Calls().Rooms(), n2.Calls().Rooms(); r1 != 1 || r2 != 0 {
 		t.Fatalf("rooms: node 1 hosts %d, node 2 %d; want 1 and 0", r1, r2)
 	}
-	time.Sleep(300 * time.Millisecond)
+	warmUp(t, peers)
 	sts := []*streamer{stream(alice, 21, 40), stream(bob, 22, 40)}
 	for _, st := range sts {
 		<-st.done
