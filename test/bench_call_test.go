@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -205,7 +206,7 @@ func BenchmarkCallRekey(b *testing.B) {
 			fresh chan time.Time // first frame of the new epoch decrypted
 		}
 		var ms []*member
-		var newEpoch uint64
+		var newEpoch atomic.Uint64 // set before the removal
 		for _, d := range []*callBenchDevice{alice, bob, carol} {
 			m := &member{d: d, fresh: make(chan time.Time, 1)}
 			for d != alice {
@@ -225,7 +226,7 @@ func BenchmarkCallRekey(b *testing.B) {
 						if err != nil {
 							return
 						}
-						if newEpoch != 0 && frameEpoch(f.Data) >= newEpoch {
+						if e := newEpoch.Load(); e != 0 && frameEpoch(f.Data) >= e {
 							select {
 							case m.fresh <- time.Now():
 							default:
@@ -265,7 +266,7 @@ func BenchmarkCallRekey(b *testing.B) {
 			}
 		}
 		time.Sleep(300 * time.Millisecond)
-		newEpoch = ms[0].s.Keys().Epoch() + 1
+		newEpoch.Store(ms[0].s.Keys().Epoch() + 1)
 
 		b.StartTimer()
 		c0 := callCPUTime()
@@ -275,7 +276,7 @@ func BenchmarkCallRekey(b *testing.B) {
 		}
 		var rekeyed time.Duration
 		for _, m := range ms[:2] {
-			for m.s.Keys().Epoch() < newEpoch {
+			for m.s.Keys().Epoch() < newEpoch.Load() {
 				time.Sleep(100 * time.Microsecond)
 			}
 			rekeyed = max(rekeyed, time.Since(start))
