@@ -17,7 +17,7 @@ import (
 // SessionOptions configure [Start].
 type SessionOptions struct {
 	// CallID joins that call. Empty joins the conversation's current call
-	// if there is one (as far as the last sync knows), or starts a new
+	// if there is one (Start syncs first to learn of it), or starts a new
 	// one, inviting the other members.
 	CallID string
 
@@ -88,6 +88,12 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 		frames: make(chan *proto.Call, frameQueue), closed: make(chan struct{})}
 	callID, op := o.CallID, client.CallJoin
 	if callID == "" {
+		// Catch up first: an invitation on its way makes this a join,
+		// not a second call (two members calling at once).
+		if err := cl.Sync(ctx); err != nil {
+			keys.Close()
+			return nil, err
+		}
 		cur, ok, err := cl.CurrentCall(ctx, conv)
 		if err != nil {
 			keys.Close()
