@@ -338,3 +338,24 @@ type Store interface {
 	// Close waits for writes under way and releases the store.
 	Close() error
 }
+
+// OrderedAppender is implemented by stores that can split AppendMessage in
+// two: queueing the append, in the caller's order, and waiting for it to be
+// durable. A caller that queues several appends one after another, each
+// after the previous QueueMessage has returned, gets them appended in that
+// order (among themselves; others' appends may come between), while none of
+// them waits for the others' commits. This lets a server take the next
+// frame of a connection as soon as the previous send is queued.
+//
+// Stores that do not implement it are used through AppendMessage, one
+// append at a time.
+type OrderedAppender interface {
+	// QueueMessage checks m and queues its append; it returns once the
+	// append is queued, not once it is durable. wait blocks until the
+	// append is durable (or failed) and returns what AppendMessage would
+	// have; it must be called exactly once. ctx covers the whole append:
+	// if it ends before the store starts the write, the write is skipped
+	// and wait returns ctx.Err(). An error from QueueMessage itself means
+	// nothing was queued.
+	QueueMessage(ctx context.Context, m Message) (wait func() (Appended, error), err error)
+}

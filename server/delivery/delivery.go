@@ -115,21 +115,71 @@ func (s *Service) CreateGroup(ctx context.Context, creator store.DeviceID, group
 // Errors are a *proto.Error for a malformed request, or the store's
 // (store.ErrNotMember, store.ErrNotFound, *store.EpochConflictError, ...).
 func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (proto.Sent, error) {
-	members, err := checkSend(group, req)
+	if req.Kind == proto.KindCommit {
+		return s.sendCommit(ctx, sender, group, req)
+	}
+	wait, err := s.queue(ctx, sender, group, req)
 	if err != nil {
 		return proto.Sent{}, err
 	}
+	return wait()
+}
+
+// QueueSend is Send in two steps, for a connection that pipelines its
+// sends: QueueSend checks the request and queues the message's append in
+// the store, and returns once it is queued; wait waits until the message
+// is durable, delivers it and returns what Send would have (call it
+// exactly once). Messages queued one after another by one caller are
+// appended in that order (their sequence numbers increase in that order),
+// whatever the other senders do, and none waits for the others' commits.
+//
+// Only application messages and proposals are queued so; a commit is
+// sequenced against the group's epoch, so QueueSend handles it (and every
+// send, with a store that is not a store.OrderedAppender) completely
+// before returning, and wait only returns the result. A caller that wants
+// a commit to follow its earlier sends must wait for them first.
+//
+// ctx must last until wait has returned.
+func (s *Service) QueueSend(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (wait func() (proto.Sent, error), err error) {
+	if req.Kind == proto.KindCommit {
+		sent, err := s.sendCommit(ctx, sender, group, req)
+		if err != nil {
+			return nil, err
+		}
+		return func() (proto.Sent, error) { return sent, nil }, nil
+	}
+	return s.queue(ctx, sender, group, req)
+}
+
+// queue is QueueSend for everything but commits.
+func (s *Service) queue(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (func() (proto.Sent, error), error) {
+	_, err := checkSend(group, req)
+	if err != nil {
+		return nil, err
+	}
 	blobs, err := checkTimer(req)
 	if err != nil {
-		return proto.Sent{}, err
+		return nil, err
 	}
 	m := store.Message{
 		GroupID: group, Sender: sender, ClientMsgID: req.ClientMsgID,
 		Kind: storeKind(req.Kind), Epoch: req.Epoch, Payload: req.Payload, ExpiresAt: s.expiry(time.Now(), req.Timer),
 	}
-	var a store.Appended
-	if req.Kind != proto.KindCommit {
-		if a, err = s.store.AppendMessage(ctx, m); err != nil {
+	var appended func() (store.Appended, error)
+	if oa, ok := s.store.(store.OrderedAppender); ok {
+		if appended, err = oa.QueueMessage(ctx, m); err != nil {
+			return nil, err
+		}
+	} else {
+		a, err := s.store.AppendMessage(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		appended = func() (store.Appended, error) { return a, nil }
+	}
+	return func() (proto.Sent, error) {
+		a, err := appended()
+		if err != nil {
 			return proto.Sent{}, err
 		}
 		if err := s.expireBlobs(ctx, sender, req, blobs, m.ExpiresAt); err != nil {
@@ -141,8 +191,23 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 			s.wakeGroup(ctx, &m)
 		}
 		return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
-	}
+	}, nil
+}
 
+// sendCommit is Send for a commit.
+func (s *Service) sendCommit(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (proto.Sent, error) {
+	members, err := checkSend(group, req)
+	if err != nil {
+		return proto.Sent{}, err
+	}
+	if _, err := checkTimer(req); err != nil {
+		return proto.Sent{}, err
+	}
+	m := store.Message{
+		GroupID: group, Sender: sender, ClientMsgID: req.ClientMsgID,
+		Kind: storeKind(req.Kind), Epoch: req.Epoch, Payload: req.Payload, ExpiresAt: s.expiry(time.Now(), req.Timer),
+	}
+	var a store.Appended
 	s.rosters.begin(group)
 	a, err = s.store.AppendCommit(ctx, m, req.Epoch, members)
 	if err != nil || a.Duplicate {

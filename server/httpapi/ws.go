@@ -90,6 +90,7 @@ type session struct {
 	// connection between frames, never in the middle of a send.
 	mu      sync.Mutex
 	closing bool
+	sends   sendPipe // pipelined sends (wssend.go)
 
 	wmu    sync.Mutex // serialises writes
 	closed atomic.Bool
@@ -291,6 +292,7 @@ func (s *session) goAway() {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.sends.wait() // answer the sends in flight first
 	s.close(ws.StatusGoingAway, "server shutting down")
 }
 
@@ -512,14 +514,7 @@ func (s *session) handle(op ws.OpCode, data []byte) *proto.Frame {
 	defer cancel()
 	switch f.Type {
 	case proto.FrameSend:
-		if f.Send == nil {
-			return errorFrame(f.ID, &proto.Error{Code: proto.CodeBadRequest, Message: "send frame without send"})
-		}
-		sent, err := a.Delivery.Send(ctx, s.dev.ID, f.Send.GroupID, &f.Send.Send)
-		if err != nil {
-			return s.errorFrame(f.ID, err)
-		}
-		return &proto.Frame{Type: proto.FrameSent, ID: f.ID, Sent: &sent}
+		return s.send(&f) // pipelined: wssend.go
 	case proto.FrameAck:
 		if f.Ack == nil {
 			return errorFrame(f.ID, &proto.Error{Code: proto.CodeBadRequest, Message: "ack frame without ack"})

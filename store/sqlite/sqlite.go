@@ -69,7 +69,10 @@ type Store struct {
 	closeOnce sync.Once
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store           = (*Store)(nil)
+	_ store.OrderedAppender = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database at path and brings its
 // schema up to date.
@@ -162,6 +165,29 @@ func (s *Store) AppendMessage(ctx context.Context, m store.Message) (store.Appen
 		return store.Appended{}, err
 	}
 	return r.Res, nil
+}
+
+// QueueMessage implements store.OrderedAppender: it queues m for the
+// writer and returns at once; wait returns once m's batch is committed.
+// The writer's queue is first in, first out and sequence numbers are
+// assigned in queue order, so messages queued one after another get
+// increasing sequence numbers.
+func (s *Store) QueueMessage(ctx context.Context, m store.Message) (func() (store.Appended, error), error) {
+	epoch, err := sqlstore.CheckMessage(m)
+	if err != nil {
+		return nil, err
+	}
+	r := &sqlstore.AppendReq{M: m, Epoch: epoch}
+	j := &job{ctx: ctx, app: r, done: make(chan error, 1)}
+	if err := s.w.enqueue(ctx, j); err != nil {
+		return nil, err
+	}
+	return func() (store.Appended, error) {
+		if err := s.w.wait(j); err != nil {
+			return store.Appended{}, err
+		}
+		return r.Res, nil
+	}, nil
 }
 
 // Ack queues the ack for the writer, which applies it together with the

@@ -94,13 +94,29 @@ func (w *writer) doRaw(ctx context.Context, fn func(context.Context, *sql.Conn) 
 }
 
 func (w *writer) submit(ctx context.Context, j *job) error {
+	if err := w.enqueue(ctx, j); err != nil {
+		return err
+	}
+	return w.wait(j)
+}
+
+// enqueue queues j. The queue is first in, first out, and the writer runs
+// the appends of a batch in queue order, so jobs enqueued one after
+// another are run in that order: this is what makes Store.QueueMessage
+// ordered.
+func (w *writer) enqueue(ctx context.Context, j *job) error {
 	select {
 	case w.jobs <- j:
+		return nil
 	case <-w.quit:
 		return store.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// wait returns the outcome of a job that enqueue has queued.
+func (w *writer) wait(j *job) error {
 	// No case for ctx here: the writer skips a job whose ctx has ended
 	// and answers it at the end of the batch, which bounds the wait.
 	select {
