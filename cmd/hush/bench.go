@@ -37,7 +37,8 @@ receiver instead.
 
 Workloads (--workloads):
   latency   one message at a time between two devices (on two nodes of a cluster)
-  senders   N devices send into one conversation at once (--senders 8,32)
+  senders   N devices send into one conversation at once (--senders 8,32); each
+            keeps --window sends in flight (default 1: the next after the answer)
   group     a few members of a G-member group send, all others receive (--groups 50,100;
             --conversations K runs K such groups at once, and K conversations of senders)
   idle      --conns authenticated WebSockets held open (--hold), spread over
@@ -74,6 +75,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 		duration    = fs.Duration("duration", 10*time.Second, "senders and group: how long each sends")
 		senders     = fs.String("senders", "8,32", "senders: concurrent senders into one conversation, per run")
 		groups      = fs.String("groups", "50,100", "group: group sizes, per run")
+		window      = fs.Int("window", 1, "senders and group: sends each sender keeps in flight on its connection (1: each after the previous one's answer)")
 		groupSend   = fs.Int("group-senders", 4, "group: how many members send")
 		convs       = fs.Int("conversations", 1, "senders and group: run this many conversations at once, each with its own members and senders")
 		conns       = fs.Int("conns", 10000, "idle: connections to hold")
@@ -103,7 +105,7 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 	}
 	raiseNofile(*nofile, logf)
 
-	cfg := &loadgen.Config{MLS: *realMLS, Duration: *duration, Count: *count, Groups: *convs, Log: logf, HTTP: loadgen.NewHTTPClient()}
+	cfg := &loadgen.Config{MLS: *realMLS, Duration: *duration, Count: *count, Window: *window, Groups: *convs, Log: logf, HTTP: loadgen.NewHTTPClient()}
 	env := loadgen.Environment{CPUs: runtime.NumCPU(), Load1: loadavg(), Go: runtime.Version()}
 	var nodes *loadgen.Spawned
 	switch {

@@ -19,6 +19,7 @@ type Result struct {
 	Nodes        int     `json:"nodes"`
 	Members      int     `json:"members,omitempty"`
 	Senders      int     `json:"senders,omitempty"`
+	Window       int     `json:"window,omitempty"` // sends in flight per sender
 	Groups       int     `json:"groups,omitempty"`
 	MLS          bool    `json:"real_mls"`
 	PayloadBytes int     `json:"payload_bytes,omitempty"`
@@ -195,7 +196,7 @@ func WriteTable(w io.Writer, env Environment, rs []*Result) {
 	}
 	fmt.Fprintf(w, "; %d CPUs, load average %s at start\n\n", env.CPUs, env.Load1)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tnodes\tmembers\tsenders\taccepted/s\tdelivered/s\tp50 ms\tp95 ms\tp99 ms\tlost\terrors\tconns\tRSS/conn KiB\tsrv CPU s\tbench CPU s\tmachine busy\t")
+	fmt.Fprintln(tw, "workload\tnodes\tmembers\tsenders\twindow\taccepted/s\tdelivered/s\tp50 ms\tp95 ms\tp99 ms\tlost\terrors\tconns\tRSS/conn KiB\tsrv CPU s\tbench CPU s\tmachine busy\t")
 	for _, r := range rs {
 		perConn := "-"
 		if r.RSSPerConnKiB != 0 {
@@ -209,8 +210,8 @@ func WriteTable(w io.Writer, env Environment, rs []*Result) {
 		if r.ServerCPU > 0 {
 			srv = fmt.Sprintf("%.1f", r.ServerCPU)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%.1f\t%.0f%%\t\n",
-			r.Workload, r.Nodes, r.Members, r.Senders, r.AcceptedPerSec, r.DeliveredPerSec,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%s\t%s\t%s\t%.1f\t%.0f%%\t\n",
+			r.Workload, r.Nodes, r.Members, r.Senders, r.Window, r.AcceptedPerSec, r.DeliveredPerSec,
 			r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Lost, r.Errors, conns, perConn, srv, r.BenchCPU, 100*r.MachineBusy)
 	}
 	tw.Flush()

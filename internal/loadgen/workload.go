@@ -27,6 +27,11 @@ type Config struct {
 	// Count is the number of one-at-a-time round trips of the latency
 	// workload.
 	Count int
+	// Window is how many sends each sender of the senders and group
+	// workloads keeps in flight on its connection (1 if zero: each
+	// message after the previous one's answer). The latency workload
+	// always sends one at a time.
+	Window int
 	// Groups is how many conversations the senders and group workloads
 	// run at once, each with its own members and senders (1 if zero).
 	Groups int
@@ -217,13 +222,15 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 		for i := range s.senders {
 			m, conn := g.Members[i], cv.conns[i]
 			wg.Go(func() {
-				for n := 0; ctx.Err() == nil && (s.lockstep && n < s.count || !s.lockstep && time.Now().Before(deadline)); n++ {
-					payload, err := g.Payload(m)
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						errs.Add(1)
-						return
-					}
+				// window > 1: up to window sends in flight on the
+				// connection, as a client flushing its outbox; the
+				// payloads are still made one after another.
+				window := windowOf(c, s)
+				slots := make(chan struct{}, window)
+				var stop atomic.Bool
+				var inflight sync.WaitGroup
+				defer inflight.Wait()
+				send := func(n int, payload []byte) {
 					start := time.Now()
 					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 					sent, err := conn.Send(sctx, g.ID, proto.Send{
@@ -232,14 +239,15 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 					cancel()
 					if err != nil {
 						if ctx.Err() != nil {
+							stop.Store(true)
 							return
 						}
 						firstErr.CompareAndSwap(nil, err)
 						errs.Add(1)
 						if errors.Is(err, errClosed) {
-							return
+							stop.Store(true)
 						}
-						continue
+						return
 					}
 					tr.sent(sent.Seq, start)
 					accepted.Add(1)
@@ -248,9 +256,26 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 						if tr.wait(a*receivers, time.Now().Add(10*time.Second)) < a*receivers {
 							firstErr.CompareAndSwap(nil, errors.New("a message was not delivered within 10s"))
 							errs.Add(1)
-							return
+							stop.Store(true)
 						}
 					}
+				}
+				for n := 0; ctx.Err() == nil && !stop.Load() && (s.lockstep && n < s.count || !s.lockstep && time.Now().Before(deadline)); n++ {
+					payload, err := g.Payload(m)
+					if err != nil {
+						firstErr.CompareAndSwap(nil, err)
+						errs.Add(1)
+						return
+					}
+					if window == 1 {
+						send(n, payload)
+						continue
+					}
+					slots <- struct{}{}
+					inflight.Go(func() {
+						defer func() { <-slots }()
+						send(n, payload)
+					})
 				}
 			})
 		}
@@ -284,7 +309,7 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 		delivering = sending
 	}
 	r := &Result{
-		Workload: name, Nodes: len(c.Servers), Members: s.members, Senders: s.senders, Groups: groups, MLS: c.MLS,
+		Workload: name, Nodes: len(c.Servers), Members: s.members, Senders: s.senders, Window: windowOf(c, s), Groups: groups, MLS: c.MLS,
 		PayloadBytes: cvs[0].g.PayloadLen(), Seconds: sending.Seconds(),
 		Accepted: accepted.Load(), Delivered: got, Lost: want - got, Errors: errs.Load(),
 		AcceptedPerSec:  float64(accepted.Load()) / sending.Seconds(),
@@ -299,6 +324,14 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 	r.setRSS(c.PIDs, rssBefore, readRSS(c.PIDs), 0)
 	r.setCPU(cpu0, cpu1)
 	return r, nil
+}
+
+// windowOf is the sends each sender of s keeps in flight.
+func windowOf(c *Config, s spec) int {
+	if s.lockstep {
+		return 1
+	}
+	return max(1, c.Window)
 }
 
 func percentiles(lat []time.Duration) Percentiles {
