@@ -223,6 +223,9 @@ func (s *Server) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.housekeeping(bg) })
+	if s.calls != nil {
+		wg.Go(func() { s.checkCallRosters(bg) })
+	}
 
 	var serveErr error
 	select {
@@ -344,6 +347,37 @@ func (s *Server) authorizeCall(ctx context.Context, groupID []byte, device strin
 		return store.ErrNotMember
 	}
 	return nil
+}
+
+// callRosterInterval is how often the rooms this node hosts are checked
+// against their groups' rosters.
+const callRosterInterval = 2 * time.Second
+
+// checkCallRosters evicts, every callRosterInterval, the devices that are
+// no longer on the roster of a room's group: removed by a commit another
+// node accepted (this node's own commits evict at once, rosterChanged).
+// A roster the store cannot read is left for the next round. (A revoked
+// device loses its connections, and with them its calls.)
+func (s *Server) checkCallRosters(ctx context.Context) {
+	t := time.NewTicker(callRosterInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, gid := range s.calls.Groups() {
+			g, err := s.store.Group(ctx, store.GroupID(gid))
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
+					s.log.Warn("calls: read a roster", "err", err)
+				}
+				continue
+			}
+			s.rosterChanged(g.ID, g.Roster)
+		}
+	}
 }
 
 // rosterChanged evicts from the group's calls every device a commit took

@@ -1144,3 +1144,53 @@ func TestCallFramesRoster(t *testing.T) {
 	wa.close()
 	waitUntil(t, 10*time.Second, "the room to close with alice's connection", func() bool { return ts.Calls().Rooms() == 0 })
 }
+
+// TestCallClusterRemoval: the call's room is on node 1; bob, on node 2,
+// removes carol (also on node 2) from the group: node 2 accepts the
+// commit, and node 1, which hosts the room, evicts carol from it when it
+// next checks the room's roster.
+func TestCallClusterRemoval(t *testing.T) {
+	clusterServices(t)
+	store := postgresBackend(t).Store
+	node := func() *e2eServer {
+		return startE2E(t, func(o *server.Options) { o.Store, o.Bus = store, clusterNATS })
+	}
+	n1, n2 := node(), node()
+	alice := &callPeer{e2eDevice: n1.register(t, "alice"), name: "alice"}
+	bob := &callPeer{e2eDevice: n2.register(t, "bob"), name: "bob"}
+	carol := &callPeer{e2eDevice: n2.register(t, "carol"), name: "carol"}
+	cv := alice.newGroup("across", "bob", "carol")
+	peers := []*callPeer{alice, bob, carol}
+	for _, p := range peers {
+		p.sync()
+		online(t, p.e2eDevice)
+	}
+	alice.join(t, cv.ID)
+	bob.joinInvited(t, cv.ID, alice)
+	carol.joinInvited(t, cv.ID, alice)
+	waitConnected(t, peers)
+	if n := len(n1.Calls().Participants(mustGroupID(t, cv.ID), alice.s.ID())); n != 3 {
+		t.Fatalf("node 1's room holds %d devices", n)
+	}
+	if err := bob.RemoveMember(context.Background(), cv.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-carol.s.Done():
+		t.Logf("carol's call ended: %s", carol.s.Reason())
+	case <-time.After(15 * time.Second):
+		t.Fatal("node 1 did not evict carol")
+	}
+	waitUntil(t, 10*time.Second, "alice's rekey", func() bool { return alice.s.Keys().Epoch() == bob.s.Keys().Epoch() })
+	if n := len(n1.Calls().Participants(mustGroupID(t, cv.ID), alice.s.ID())); n != 2 {
+		t.Fatalf("node 1's room holds %d devices after the removal", n)
+	}
+}
+
+func mustGroupID(t *testing.T, conv string) []byte {
+	gid, err := hush.GroupID(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gid
+}

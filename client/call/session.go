@@ -247,7 +247,7 @@ func (s *Session) readMoved(conn client.PushConn) {
 		case f.Type == proto.FramePing:
 			conn.Write(ctx, &proto.Frame{Type: proto.FramePong, ID: f.ID})
 		case f.Type == proto.FrameError && f.Error != nil:
-			s.log.Warn("call: the room's node refused a frame", "code", f.Error.Code)
+			s.log.Warn("call: the room's node refused a frame", "code", f.Error.Code, "message", f.Error.Message)
 		}
 	}
 }

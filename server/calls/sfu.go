@@ -193,6 +193,21 @@ func (s *SFU) EvictAbsent(groupID []byte, onRoster func(device string) bool) {
 	}
 }
 
+// Groups returns the group ids of the open rooms, once each.
+func (s *SFU) Groups() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(s.rooms))
+	var out [][]byte
+	for k := range s.rooms {
+		if !seen[k.group] {
+			seen[k.group] = true
+			out = append(out, []byte(k.group))
+		}
+	}
+	return out
+}
+
 // Evict removes a device from every room of a group, telling it with a
 // CallEnded frame. The server calls it when a commit takes the device off
 // the group's roster, so that a removed member stops receiving the call's
