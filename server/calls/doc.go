@@ -31,7 +31,9 @@
 // and Options.Release gives a room up when it closes; [SFU.EndRoom] ends a
 // room the directory placed elsewhere meanwhile. The server's
 // Options.Authorize checks the roster in the store, and the server calls
-// [SFU.EvictAbsent] when a commit replaces a group's roster.
+// [SFU.EvictAbsent] when a commit replaces a group's roster, and every
+// 2 seconds for the groups of the open rooms ([SFU.Groups]), for commits
+// other nodes accepted.
 //
 // Ringing, inviting, declining and hanging up are not the SFU's business:
 // they travel between the members as MLS application messages.
