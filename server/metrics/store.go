@@ -113,6 +113,31 @@ func (s *Store) AppendMessage(ctx context.Context, m store.Message) (store.Appen
 	return s.s.AppendMessage(ctx, m)
 }
 
+// QueueMessage passes store.OrderedAppender through, timed as
+// AppendMessage (from queueing to durable); over a store without it, it
+// appends at once and wait only returns the outcome.
+func (s *Store) QueueMessage(ctx context.Context, m store.Message) (func() (store.Appended, error), error) {
+	start := time.Now()
+	oa, ok := s.s.(store.OrderedAppender)
+	if !ok {
+		a, err := s.s.AppendMessage(ctx, m)
+		s.since("AppendMessage", start)
+		if err != nil {
+			return nil, err
+		}
+		return func() (store.Appended, error) { return a, nil }, nil
+	}
+	wait, err := oa.QueueMessage(ctx, m)
+	if err != nil {
+		s.since("AppendMessage", start)
+		return nil, err
+	}
+	return func() (store.Appended, error) {
+		defer s.since("AppendMessage", start)
+		return wait()
+	}, nil
+}
+
 func (s *Store) AppendCommit(ctx context.Context, m store.Message, expectedEpoch uint64, newRoster []store.DeviceID) (store.Appended, error) {
 	defer s.since("AppendCommit", time.Now())
 	return s.s.AppendCommit(ctx, m, expectedEpoch, newRoster)
