@@ -28,7 +28,11 @@
 // groups, take a few statements together (each group's head read once,
 // sequence numbers assigned in memory, one multi-row INSERT, each head
 // written once; sqlstore.AppendBatch), and so do its acks
-// (sqlstore.AckBatch). A write is durable when its method returns. One
+// (sqlstore.AckBatch). A write is durable when its method returns, except
+// QueueMessage (store.OrderedAppender), which returns once the append is
+// queued and hands back a wait for its durability: the queue is first in,
+// first out and a batch numbers its appends in queue order, so appends
+// queued one after another are appended in that order. One
 // commit costs one fsync whether it carries one write or hundreds, so
 // throughput grows with the number of concurrent writers (see
 // store/BENCHMARKS.md). A caller whose context ends while its write is
