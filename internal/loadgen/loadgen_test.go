@@ -73,6 +73,15 @@ func TestWorkloads(t *testing.T) {
 			}
 			r, err = Senders(ctx, c, 3)
 			checkFlow(t, r, err)
+			// Pipelined: each sender keeps 8 sends in flight (with real
+			// MLS, its messages still decrypt at every receiver).
+			c.Window = 8
+			r, err = Senders(ctx, c, 3)
+			checkFlow(t, r, err)
+			if r.Window != 8 {
+				t.Fatalf("senders with window 8 report window %d", r.Window)
+			}
+			c.Window = 0
 			r, err = Fanout(ctx, c, 6, 2)
 			checkFlow(t, r, err)
 			c.Groups = 3
