@@ -280,14 +280,16 @@ func (s *Service) wakeGroup(ctx context.Context, m *store.Message) {
 		frame = encodeMessage(m)
 	}
 	ev := bus.Event{Kind: bus.KindGroup, Group: m.GroupID, Seq: m.Seq}
+	// Every Feed of this node on the roster learns of the seq (the
+	// sender's as one to skip), before its notification, so that a Feed
+	// can tell a gap that will fill from one to read (see Feed.Next).
+	s.hub.each(m.Sender, func(f *Feed) { f.offer(m.GroupID, m.Seq, nil, true) })
 	for _, d := range r.devices {
 		if d == m.Sender {
 			continue
 		}
+		s.hub.each(d, func(f *Feed) { f.offer(m.GroupID, m.Seq, frame, false) })
 		s.publish(ctx, d, ev)
-		if frame != nil {
-			s.hub.each(d, func(f *Feed) { f.offer(m.GroupID, m.Seq, frame) })
-		}
 	}
 }
 

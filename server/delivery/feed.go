@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hush-chat/hush/bus"
 	"github.com/hush-chat/hush/proto"
@@ -25,7 +26,8 @@ const typingQueue = 16
 var ErrRevoked = errors.New("delivery: device revoked")
 
 // A Feed follows one device's pending messages for one push connection.
-// It has no goroutine, channel or timer of its own: when there may be
+// It has no goroutine or channel of its own (only a timer while it holds
+// out-of-order offers, see Next): when there may be
 // something to push (a notification, a message accepted by this node, a
 // typing signal, an acknowledgement, a revocation, or the periodic poll)
 // it calls the function given to Follow, and the connection then calls
@@ -47,11 +49,20 @@ type Feed struct {
 	acked   bool               // the device acknowledged something since the last Next
 	poll    bool               // a poll is due
 	revoked bool
+	dropped bool        // offers were dropped (maxOffers): gaps are read at once
+	holding bool        // Next holds offers past a gap
+	gapDue  bool        // the gap timer fired
+	timer   *time.Timer // the gap timer, armed while gaps are held
+	closed  bool
 
 	// Owned by the caller of Next.
-	inbox   uint64            // highest inbox seq returned
-	pushed  map[string]uint64 // highest seq returned, by group
-	stalled bool              // a full read found Window messages unacknowledged
+	inbox    uint64               // highest inbox seq returned
+	pushed   map[string]uint64    // highest seq returned, by group
+	stalled  bool                 // a full read found Window messages unacknowledged
+	held     map[string][]offer   // offers past a gap, by group, sorted by seq
+	want     map[string]uint64    // highest seq announced and not yet returned, by group
+	gapSince map[string]time.Time // when the group's current gap was first held
+	reading  map[string]bool      // groups with more than Window to read
 }
 
 // Push is what Next returns.
@@ -95,28 +106,60 @@ func (f *Feed) event(ev bus.Event) {
 	f.notify()
 }
 
-// offer is a message accepted by this node, encoded as its push frame.
+// offer is a message accepted by this node, encoded as its push frame;
+// or, with a nil frame, a sequence number of the log that is not pushed
+// from the offer: skip (the device's own message: not for it) or not
+// (the message must be read from the store, e.g. a commit).
 type offer struct {
 	seq   uint64
 	frame []byte
+	skip  bool
 }
 
-// maxOffers bounds the offers kept for a Feed that is behind; past it they
-// are dropped, and the store is read instead.
+// maxOffers bounds the offers kept for a Feed between two Nexts; past it
+// they are dropped, and the store is read instead.
 const maxOffers = 4 * Window
 
+// Offers reach a Feed out of order (each accepted message is handed over
+// by its own goroutine). Next holds offers past a gap, up to maxHeld per
+// group, until the gap fills; a gap not filled within gapWait (a message
+// stored by another node, or an offer lost to maxOffers) or past maxHeld
+// is read from the store.
+const (
+	maxHeld = 256
+	gapWait = 25 * time.Millisecond
+)
+
 // offer hands the Feed a message of group with sequence number seq,
-// encoded as its push frame. Its notification comes too.
-func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte) {
+// encoded as its push frame (see the offer type for a nil frame). Its
+// notification follows.
+func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte, skip bool) {
 	f.mu.Lock()
 	if f.offered < maxOffers {
 		if f.offers == nil {
 			f.offers = make(map[string][]offer)
 		}
-		f.offers[string(group)] = append(f.offers[string(group)], offer{seq, frame})
+		f.offers[string(group)] = append(f.offers[string(group)], offer{seq, frame, skip})
 		f.offered++
+	} else {
+		f.dropped = true
 	}
+	wake := skip && f.holding // no notification follows the device's own message
 	f.mu.Unlock()
+	if wake {
+		f.notify()
+	}
+}
+
+// gapTimeout is the gap timer's function: held gaps are due for a read.
+func (f *Feed) gapTimeout() {
+	f.mu.Lock()
+	f.gapDue, f.timer = true, nil
+	closed := f.closed
+	f.mu.Unlock()
+	if !closed {
+		f.notify()
+	}
 }
 
 // rescan asks for a full read.
@@ -167,8 +210,14 @@ func (f *Feed) Acked() {
 //
 // Messages accepted by this node are handed to its Feeds directly
 // (offer) and returned without a store read when they follow what was
-// returned before in their log. After a notification that a log grew
-// past that, Next reads the log past what it returned (store.FetchGroup).
+// returned before in their log. Offers arrive out of order: one past a
+// gap is held until the gap fills (by offers, or by the device's own
+// messages, which are offered as skips). A gap is read from the log
+// (store.FetchGroup, past what was returned) when it is a message that
+// must be read (a commit), when it has not filled within gapWait, when
+// more than maxHeld offers of the group wait behind it, or when offers
+// were dropped; so is a notification that a log grew past what was
+// returned with nothing held (a message stored by another node).
 // Otherwise (first call, direct mail, rescans, polls) it reads everything
 // pending (store.Fetch), which starts at the device's cursors: once that
 // finds Window messages unacknowledged, such full reads wait for an
@@ -178,8 +227,8 @@ func (f *Feed) Acked() {
 // connection should end, and the device catch up on its next.
 func (f *Feed) Next(ctx context.Context) (Push, error) {
 	f.mu.Lock()
-	groups, offers, typing, full, acked, poll, revoked := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked
-	f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.offered = nil, nil, nil, false, false, false, 0
+	groups, offers, typing, full, acked, poll, revoked, dropped, gapDue := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked, f.dropped, f.gapDue
+	f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.offered, f.dropped, f.gapDue = nil, nil, nil, false, false, false, 0, false, false
 	f.mu.Unlock()
 	if poll {
 		defer f.s.hub.polls.Add(-1)
@@ -198,6 +247,10 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 	}
 	if f.pushed == nil {
 		f.pushed = make(map[string]uint64)
+		f.held = make(map[string][]offer)
+		f.want = make(map[string]uint64)
+		f.gapSince = make(map[string]time.Time)
+		f.reading = make(map[string]bool)
 	}
 	if acked && f.stalled {
 		f.stalled, full = false, true
@@ -213,43 +266,124 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 		}
 		out.Messages = ms
 	}
-	// Offered messages that continue what was returned need no read.
 	for g, os := range offers {
-		last, known := f.pushed[g]
-		if !known {
-			continue
+		if _, known := f.pushed[g]; !known {
+			continue // the group is read from the store (below) first
 		}
-		slices.SortFunc(os, func(a, b offer) int { return cmp.Compare(a.seq, b.seq) })
-		for _, o := range os {
-			if o.seq == last+1 {
-				out.Messages = append(out.Messages, o.frame)
-				last = o.seq
-			}
-		}
-		f.pushed[g] = last
+		f.held[g] = append(f.held[g], os...)
 	}
 	for g, seq := range groups {
-		if last, known := f.pushed[g]; known && seq <= last {
-			continue // already returned
-		}
-		ms, err := f.s.store.FetchGroup(ctx, f.dev, store.GroupID(g), f.pushed[g], Window)
-		if err != nil {
-			return Push{}, err
-		}
-		for i := range ms {
-			out.Messages = append(out.Messages, encodeMessage(&ms[i]))
-			f.pushed[g] = ms[i].Seq
-		}
-		if len(ms) == Window { // more to read
-			f.event(bus.Event{Kind: bus.KindGroup, Group: store.GroupID(g), Seq: seq})
-		} else {
-			// Everything up to seq that is pending has been read; the
-			// rest is acknowledged, the device's own, or not for it.
-			f.pushed[g] = max(f.pushed[g], seq)
+		f.want[g] = max(f.want[g], seq)
+	}
+	now := time.Now()
+	// Visit every group with something held or announced.
+	visit := make([]string, 0, len(f.held)+len(f.want))
+	for g := range f.held {
+		visit = append(visit, g)
+	}
+	for g := range f.want {
+		if _, ok := f.held[g]; !ok {
+			visit = append(visit, g)
 		}
 	}
+	for _, g := range visit {
+		read := f.take(g, &out)
+		if h := f.held[g]; !read && !f.reading[g] {
+			if len(h) == 0 {
+				// Announced past what was returned with nothing held: a
+				// message stored by another node.
+				read = f.want[g] > f.pushed[g]
+			} else {
+				since, ok := f.gapSince[g]
+				if !ok {
+					since = now
+					f.gapSince[g] = now
+				}
+				read = dropped || len(h) > maxHeld || (gapDue && now.Sub(since) >= gapWait)
+			}
+		}
+		if read || f.reading[g] {
+			more, err := f.readGroup(ctx, g, &out)
+			if err != nil {
+				return Push{}, err
+			}
+			if more {
+				f.reading[g] = true
+				f.event(bus.Event{Kind: bus.KindGroup, Group: store.GroupID(g), Seq: f.want[g]})
+			} else {
+				// The read returned what is pending up to the log's end
+				// then. Everything announced or held was stored before
+				// it: what it did not return is acknowledged, the
+				// device's own, or not for it.
+				delete(f.reading, g)
+				f.pushed[g] = max(f.pushed[g], f.want[g])
+				for _, o := range f.held[g] {
+					f.pushed[g] = max(f.pushed[g], o.seq)
+				}
+				delete(f.held, g)
+			}
+		}
+		if len(f.held[g]) == 0 {
+			delete(f.held, g)
+			delete(f.gapSince, g)
+		}
+		if f.want[g] <= f.pushed[g] {
+			delete(f.want, g)
+		}
+	}
+	f.mu.Lock()
+	f.holding = len(f.held) > 0
+	if f.holding && f.timer == nil && !f.closed {
+		f.timer = time.AfterFunc(gapWait, f.gapTimeout)
+	}
+	f.mu.Unlock()
 	f.s.m.Deliveries.WithLabelValues("push").Add(float64(len(out.Messages)))
 	return out, nil
+}
+
+// take returns the offers of group g held in order after what was
+// returned, up to a gap, and reports whether the next one is a message to
+// read from the store.
+func (f *Feed) take(g string, out *Push) (read bool) {
+	h := f.held[g]
+	slices.SortFunc(h, func(a, b offer) int { return cmp.Compare(a.seq, b.seq) })
+	last := f.pushed[g]
+	i := 0
+	for ; i < len(h); i++ {
+		o := h[i]
+		if o.seq <= last {
+			continue // returned already, or a duplicate
+		}
+		if o.seq != last+1 {
+			break
+		}
+		if o.frame == nil && !o.skip {
+			read = true
+			break
+		}
+		if o.frame != nil {
+			out.Messages = append(out.Messages, o.frame)
+		}
+		last = o.seq
+		delete(f.gapSince, g) // progress: a later gap is timed afresh
+	}
+	f.pushed[g] = last
+	f.held[g] = h[i:]
+	return read
+}
+
+// readGroup reads group g's log past what was returned, and reports
+// whether there is more to read than Window.
+func (f *Feed) readGroup(ctx context.Context, g string, out *Push) (more bool, err error) {
+	ms, err := f.s.store.FetchGroup(ctx, f.dev, store.GroupID(g), f.pushed[g], Window)
+	if err != nil {
+		return false, err
+	}
+	for i := range ms {
+		out.Messages = append(out.Messages, encodeMessage(&ms[i]))
+		f.pushed[g] = ms[i].Seq
+	}
+	return len(ms) == Window, nil
 }
 
 // readAll reads everything pending after the device's cursors and returns
@@ -288,6 +422,11 @@ func (f *Feed) Close() {
 	f.s.hub.remove(f)
 	f.unsub()
 	f.mu.Lock()
+	f.closed = true
+	if f.timer != nil {
+		f.timer.Stop()
+		f.timer = nil
+	}
 	if f.poll {
 		f.poll = false
 		f.s.hub.polls.Add(-1)
