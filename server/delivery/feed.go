@@ -51,7 +51,6 @@ type Feed struct {
 	revoked bool
 	dropped bool        // offers were dropped (maxOffers): gaps are read at once
 	holding bool        // Next holds offers past a gap
-	gapDue  bool        // the gap timer fired
 	timer   *time.Timer // the gap timer, armed while gaps are held
 	closed  bool
 
@@ -151,10 +150,11 @@ func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte, skip bool) {
 	}
 }
 
-// gapTimeout is the gap timer's function: held gaps are due for a read.
+// gapTimeout is the gap timer's function: a held gap may be due for a
+// read (Next reads those held for gapWait).
 func (f *Feed) gapTimeout() {
 	f.mu.Lock()
-	f.gapDue, f.timer = true, nil
+	f.timer = nil
 	closed := f.closed
 	f.mu.Unlock()
 	if !closed {
@@ -227,8 +227,8 @@ func (f *Feed) Acked() {
 // connection should end, and the device catch up on its next.
 func (f *Feed) Next(ctx context.Context) (Push, error) {
 	f.mu.Lock()
-	groups, offers, typing, full, acked, poll, revoked, dropped, gapDue := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked, f.dropped, f.gapDue
-	f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.offered, f.dropped, f.gapDue = nil, nil, nil, false, false, false, 0, false, false
+	groups, offers, typing, full, acked, poll, revoked, dropped := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked, f.dropped
+	f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.offered, f.dropped = nil, nil, nil, false, false, false, 0, false
 	f.mu.Unlock()
 	if poll {
 		defer f.s.hub.polls.Add(-1)
@@ -299,7 +299,7 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 					since = now
 					f.gapSince[g] = now
 				}
-				read = dropped || len(h) > maxHeld || (gapDue && now.Sub(since) >= gapWait)
+				read = dropped || len(h) > maxHeld || now.Sub(since) >= gapWait
 			}
 		}
 		if read || f.reading[g] {
