@@ -3,7 +3,7 @@
 // stdin and writes one JSON reply per line on stdout; byte strings are hex,
 // MLS objects are TLS-encoded MLSMessages. Requests:
 //
-//	{"op":"init","suite":1,"identity":hex}      -> {}
+//	{"op":"init","suite":1,"identity":hex,"compressed":bool} -> {}
 //	{"op":"create","group_id":hex}              -> {}
 //	{"op":"key_package"}                        -> {"key_package":hex}
 //	{"op":"join","welcome":hex}                 -> {}   (tree from the GroupInfo extension)
@@ -12,6 +12,13 @@
 //	{"op":"encrypt","data":hex}                 -> {"message":hex}
 //	{"op":"state","label":str,"context":hex,"length":n}
 //	    -> {"epoch":n,"epoch_authenticator":hex,"exported":hex,"index":n}
+//
+// ts-mls 1.6.4 encodes ECDSA signature public keys as compressed points
+// (noble's default), where RFC 9420 and the official test vectors use the
+// uncompressed form; unless init asks for "compressed", the peer derives
+// the uncompressed key from the same private key. Its KeyPackages live 30
+// days: ts-mls's defaultLifetime (0 to 2^63-1) exceeds the maximum total
+// lifetime RFC 9420 §7.2 requires applications to enforce.
 //
 // Any failure is replied as {"error":string}; the peer keeps running.
 import { createInterface } from "node:readline";
@@ -24,8 +31,7 @@ import {
   emptyPskIndex,
   encodeMlsMessage,
   defaultCapabilities,
-  defaultLifetime,
-  generateKeyPackage,
+  generateKeyPackageWithKey,
   getCiphersuiteFromName,
   getCiphersuiteImpl,
   joinGroup,
@@ -38,6 +44,8 @@ const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
 
 let impl; // CiphersuiteImpl
+let curve; // the noble ECDSA curve of the suite, if any
+let compressed = false;
 let identity;
 let pending; // {publicPackage, privatePackage} awaiting a Welcome
 let state; // ClientState
@@ -50,16 +58,24 @@ function decode(data, want) {
   return m;
 }
 
-function newKeyPackage() {
+async function newKeyPackage() {
   const cred = { credentialType: "basic", identity };
-  return generateKeyPackage(cred, defaultCapabilities(), defaultLifetime, [], impl);
+  const key = await impl.signature.keygen();
+  if (curve !== undefined && !compressed) key.publicKey = curve.getPublicKey(key.signKey, false);
+  const now = BigInt(Math.floor(Date.now() / 1000));
+  const lifetime = { notBefore: now - 3600n, notAfter: now + 30n * 86400n };
+  return generateKeyPackageWithKey(cred, defaultCapabilities(), lifetime, [], key, impl);
 }
 
 const ops = {
   async init(req) {
     const name = Object.keys(ciphersuites).find((n) => ciphersuites[n] === req.suite);
     if (name === undefined) throw new Error(`unknown cipher suite ${req.suite}`);
-    impl = await getCiphersuiteImpl(getCiphersuiteFromName(name));
+    const suite = getCiphersuiteFromName(name);
+    impl = await getCiphersuiteImpl(suite);
+    const nist = { P256: "p256", P384: "p384", P521: "p521" }[suite.signature];
+    curve = nist === undefined ? undefined : (await import("@noble/curves/nist.js"))[nist];
+    compressed = !!req.compressed;
     identity = unhex(req.identity);
     return {};
   },
