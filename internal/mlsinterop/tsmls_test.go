@@ -434,4 +434,3 @@ func mustKP(t *testing.T, m *goMember) *mls.KeyPackage {
 	t.Helper()
 	return unmarshalMsg(t, m.keyPackage(t), mls.WireFormatKeyPackage).KeyPackage
 }
-
