@@ -53,6 +53,13 @@ func requireNode(t *testing.T) {
 
 func startPeer(t *testing.T, cs mls.CipherSuite, identity string) *tsPeer {
 	t.Helper()
+	return startPeerKeys(t, cs, identity, false)
+}
+
+// startPeerKeys starts a peer; compressed keeps ts-mls's own encoding of
+// ECDSA signature keys (compressed points) instead of the RFC's.
+func startPeerKeys(t *testing.T, cs mls.CipherSuite, identity string, compressed bool) *tsPeer {
+	t.Helper()
 	p := &tsPeer{t: t, cmd: exec.Command("node", "peer.mjs")}
 	p.cmd.Dir = tsmlsDir
 	p.cmd.Stderr = &p.stderr
@@ -76,7 +83,7 @@ func startPeer(t *testing.T, cs mls.CipherSuite, identity string) *tsPeer {
 	p.in = json.NewEncoder(stdin)
 	p.out = bufio.NewScanner(stdout)
 	p.out.Buffer(make([]byte, 1<<20), 64<<20)
-	p.call(map[string]any{"op": "init", "suite": int(cs), "identity": hex.EncodeToString([]byte(identity))})
+	p.call(map[string]any{"op": "init", "suite": int(cs), "identity": hex.EncodeToString([]byte(identity)), "compressed": compressed})
 	return p
 }
 
@@ -313,9 +320,9 @@ func converse(t *testing.T, p *tsPeer, members ...*goMember) {
 	}
 }
 
-// interopSuites are the cipher suites both implementations support that
-// the test runs: X25519/AES-GCM, P-256 and X25519/ChaCha20-Poly1305.
-var interopSuites = []mls.CipherSuite{1, 2, 3}
+// interopSuites are the cipher suites both implementations support:
+// X25519/AES-GCM, P-256, X25519/ChaCha20-Poly1305, P-521 and P-384.
+var interopSuites = []mls.CipherSuite{1, 2, 3, 5, 7}
 
 func TestTSMLS(t *testing.T) {
 	requireNode(t)
@@ -433,4 +440,42 @@ func goCreates(t *testing.T, cs mls.CipherSuite) {
 func mustKP(t *testing.T, m *goMember) *mls.KeyPackage {
 	t.Helper()
 	return unmarshalMsg(t, m.keyPackage(t), mls.WireFormatKeyPackage).KeyPackage
+}
+
+// TestTSMLSCompressedSignatureKey pins down the one deviation found: ts-mls
+// 1.6.4 encodes ECDSA signature public keys as compressed points (33 bytes
+// for P-256), while RFC 9420 uses the uncompressed form (65 bytes in the
+// official test vectors). Hush must refuse such a KeyPackage and such a
+// group with an error, leaving its own group unchanged.
+func TestTSMLSCompressedSignatureKey(t *testing.T) {
+	requireNode(t)
+	const cs = mls.CipherSuite(2)
+
+	p := startPeerKeys(t, cs, "ts-compressed", true)
+	m := unmarshalMsg(t, p.bytesField(p.call(map[string]any{"op": "key_package"}), "key_package"), mls.WireFormatKeyPackage)
+	if n := len(m.KeyPackage.LeafNode.SignatureKey); n != 33 {
+		t.Fatalf("ts-mls signature key is %d bytes; the deviation this test pins is gone", n)
+	}
+	alice := newGoMember(t, cs, "go-alice")
+	g, err := mls.CreateGroup(alice.key, mls.BasicCredential([]byte(alice.name)), mls.CreateGroupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Commit(mls.CommitOptions{Add: []*mls.KeyPackage{m.KeyPackage}}); err == nil {
+		t.Fatal("a KeyPackage with a compressed signature key was added")
+	}
+	if g.Epoch() != 0 || g.HasPendingCommit() || len(g.Members()) != 1 {
+		t.Fatal("a refused Add changed the group")
+	}
+
+	// A group ts-mls created with such a key cannot be joined either: the
+	// GroupInfo signature is checked against the creator's leaf.
+	p2 := startPeerKeys(t, cs, "ts-compressed-creator", true)
+	p2.call(map[string]any{"op": "create", "group_id": hex.EncodeToString([]byte("compressed"))})
+	bob := newGoMember(t, cs, "go-bob")
+	_, welcome := p2.commit(false, [][]byte{bob.keyPackage(t)}, nil)
+	w := unmarshalMsg(t, welcome, mls.WireFormatWelcome)
+	if _, err := mls.Join(w.Welcome, bob.kp, mls.JoinOptions{}); err == nil {
+		t.Fatal("joined a group whose creator's signature key is compressed")
+	}
 }
