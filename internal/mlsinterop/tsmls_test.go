@@ -336,7 +336,8 @@ func TestTSMLS(t *testing.T) {
 
 // tsCreates: ts-mls creates the group and adds a Hush member, which joins
 // from the Welcome; then a path-only commit from each side, a second Hush
-// member added by Hush, and a ts-mls commit removing it.
+// member added by Hush, and a ts-mls commit removing it. A Hush Update
+// proposal is committed by reference by ts-mls.
 func tsCreates(t *testing.T, cs mls.CipherSuite) {
 	p := startPeer(t, cs, "ts-alice")
 	groupID := make([]byte, 16)
@@ -364,6 +365,23 @@ func tsCreates(t *testing.T, cs mls.CipherSuite) {
 	agree(t, p, bob)
 	converse(t, p, bob)
 
+	// An Update proposal from Hush, committed by reference by ts-mls.
+	prop, err := bob.group.ProposeUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply := p.call(map[string]any{"op": "process", "message": hex.EncodeToString(marshalMsg(t, prop))})
+	if reply["kind"] != "proposal" {
+		t.Fatalf("ts-mls processed an Update proposal as %v", reply["kind"])
+	}
+	commit, _ = p.commit(false, nil, nil)
+	sc := bob.processCommit(t, commit)
+	if len(sc.Updated) != 1 || sc.Updated[0] != bob.group.Index() {
+		t.Fatalf("ts-mls commit of our Update seen as updating %v", sc.Updated)
+	}
+	agree(t, p, bob)
+	converse(t, p, bob)
+
 	// Hush adds a third member; ts-mls processes the commit.
 	carol := newGoMember(t, cs, "go-carol")
 	commit, welcome = bob.commit(t, mls.CommitOptions{Add: []*mls.KeyPackage{mustKP(t, carol)}})
@@ -374,7 +392,7 @@ func tsCreates(t *testing.T, cs mls.CipherSuite) {
 
 	// ts-mls removes the third member.
 	commit, _ = p.commit(false, nil, []uint32{carol.group.Index()})
-	sc := bob.processCommit(t, commit)
+	sc = bob.processCommit(t, commit)
 	if len(sc.Removed) != 1 || sc.Removed[0].Index != carol.group.Index() {
 		t.Fatalf("ts-mls Remove of leaf %d seen as %+v", carol.group.Index(), sc.Removed)
 	}
@@ -388,7 +406,8 @@ func tsCreates(t *testing.T, cs mls.CipherSuite) {
 
 // goCreates: Hush creates the group and adds a ts-mls member, which joins
 // from the Welcome; then a path-only commit from each side, a second Hush
-// member added by ts-mls, and a Hush commit removing it.
+// member added by ts-mls, and a ts-mls Remove proposal committed by
+// reference by Hush.
 func goCreates(t *testing.T, cs mls.CipherSuite) {
 	alice := newGoMember(t, cs, "go-alice")
 	g, err := mls.CreateGroup(alice.key, mls.BasicCredential([]byte(alice.name)), mls.CreateGroupOptions{})
@@ -425,8 +444,19 @@ func goCreates(t *testing.T, cs mls.CipherSuite) {
 	agree(t, p, alice, carol)
 	converse(t, p, alice, carol)
 
-	// Hush removes it; ts-mls processes the commit.
-	commit, _ = alice.commit(t, mls.CommitOptions{Remove: []uint32{carol.group.Index()}})
+	// ts-mls proposes to remove it, Hush commits the proposal by
+	// reference, ts-mls processes the commit.
+	prop := p.bytesField(p.call(map[string]any{"op": "propose_remove", "index": carol.group.Index(), "public": true}), "proposal")
+	for _, m := range []*goMember{alice, carol} {
+		ev, err := m.group.Process(unmarshalMsg(t, prop, mls.WireFormatPublicMessage))
+		if err != nil {
+			t.Fatalf("%s processes the ts-mls Remove proposal: %v", m.name, err)
+		}
+		if _, ok := ev.(*mls.ProposalEvent); !ok {
+			t.Fatalf("%s: ts-mls proposal processed as %T", m.name, ev)
+		}
+	}
+	commit, _ = alice.commit(t, mls.CommitOptions{})
 	p.processCommit(commit)
 	sc = carol.processCommit(t, commit)
 	if !sc.SelfRemoved {

@@ -7,8 +7,10 @@
 //	{"op":"create","group_id":hex}              -> {}
 //	{"op":"key_package"}                        -> {"key_package":hex}
 //	{"op":"join","welcome":hex}                 -> {}   (tree from the GroupInfo extension)
-//	{"op":"commit","add":[hex],"remove":[n]}    -> {"commit":hex,"welcome":hex?}
-//	{"op":"process","message":hex}              -> {"kind":"commit"|"application","data":hex?}
+//	{"op":"commit","add":[hex],"remove":[n],"public":bool} -> {"commit":hex,"welcome":hex?}
+//	    (commits the proposals received this epoch too, by reference)
+//	{"op":"propose_remove","index":n,"public":bool} -> {"proposal":hex}
+//	{"op":"process","message":hex}              -> {"kind":"commit"|"proposal"|"application","data":hex?}
 //	{"op":"encrypt","data":hex}                 -> {"message":hex}
 //	{"op":"state","label":str,"context":hex,"length":n}
 //	    -> {"epoch":n,"epoch_authenticator":hex,"exported":hex,"index":n}
@@ -27,6 +29,7 @@ import {
   createApplicationMessage,
   createCommit,
   createGroup,
+  createProposal,
   decodeMlsMessage,
   emptyPskIndex,
   encodeMlsMessage,
@@ -116,15 +119,22 @@ const ops = {
     }
     return out;
   },
+  async propose_remove(req) {
+    const proposal = { proposalType: "remove", remove: { removed: req.index } };
+    const res = await createProposal(state, !!req.public, proposal, impl);
+    state = res.newState;
+    return { proposal: hex(encodeMlsMessage(res.message)) };
+  },
   async process(req) {
     const m = decode(req.message);
     if (m.wireformat !== "mls_private_message" && m.wireformat !== "mls_public_message") {
       throw new Error(`cannot process wire format ${m.wireformat}`);
     }
+    const contentType = m.wireformat === "mls_private_message" ? m.privateMessage.contentType : m.publicMessage.content.contentType;
     const res = await processMessage(m, state, emptyPskIndex, acceptAll, impl);
     state = res.newState;
     if (res.kind === "applicationMessage") return { kind: "application", data: hex(res.message) };
-    return { kind: "commit" };
+    return { kind: contentType };
   },
   async encrypt(req) {
     const res = await createApplicationMessage(state, unhex(req.data), impl);
