@@ -135,16 +135,27 @@ func (p *tsPeer) bytesField(reply map[string]any, name string) []byte {
 // it returns the commit and the Welcome (nil when nothing was added).
 func (p *tsPeer) commit(public bool, add [][]byte, remove []uint32) (commit, welcome []byte) {
 	p.t.Helper()
+	commit, welcome, _ = p.commitTree(public, false, add, remove)
+	return commit, welcome
+}
+
+// commitTree is commit; with externalTree the Welcome's GroupInfo has no
+// ratchet_tree extension and the tree is returned for out-of-band use.
+func (p *tsPeer) commitTree(public, externalTree bool, add [][]byte, remove []uint32) (commit, welcome, tree []byte) {
+	p.t.Helper()
 	var adds []string
 	for _, kp := range add {
 		adds = append(adds, hex.EncodeToString(kp))
 	}
-	reply := p.call(map[string]any{"op": "commit", "public": public, "add": adds, "remove": remove})
+	reply := p.call(map[string]any{"op": "commit", "public": public, "external_tree": externalTree, "add": adds, "remove": remove})
 	commit = p.bytesField(reply, "commit")
 	if _, ok := reply["welcome"]; ok {
 		welcome = p.bytesField(reply, "welcome")
 	}
-	return commit, welcome
+	if externalTree {
+		tree = p.bytesField(reply, "ratchet_tree")
+	}
+	return commit, welcome, tree
 }
 
 // process has ts-mls process a commit of ours.
@@ -184,11 +195,12 @@ func (m *goMember) keyPackage(t *testing.T) []byte {
 	return marshalMsg(t, &mls.MLSMessage{WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp.KeyPackage})
 }
 
-// join joins from a Welcome with the ratchet tree in its GroupInfo.
-func (m *goMember) join(t *testing.T, welcome []byte) {
+// join joins from a Welcome, with the ratchet tree given out of band or,
+// when tree is nil, in the Welcome's GroupInfo.
+func (m *goMember) join(t *testing.T, welcome, tree []byte) {
 	t.Helper()
 	w := unmarshalMsg(t, welcome, mls.WireFormatWelcome)
-	g, err := mls.Join(w.Welcome, m.kp, mls.JoinOptions{})
+	g, err := mls.Join(w.Welcome, m.kp, mls.JoinOptions{RatchetTree: tree})
 	if err != nil {
 		t.Fatalf("%s joins from the ts-mls Welcome: %v", m.name, err)
 	}
@@ -213,10 +225,10 @@ func (m *goMember) processCommit(t *testing.T, msg []byte) *mls.StagedCommit {
 }
 
 // commit commits on the Go side and merges at once; it returns the
-// commit and the Welcome (nil when nothing was added).
+// commit and the Welcome (nil when nothing was added). The Welcome carries
+// the ratchet tree when o.InlineTree is set.
 func (m *goMember) commit(t *testing.T, o mls.CommitOptions) (commit, welcome []byte) {
 	t.Helper()
-	o.InlineTree = true
 	res, err := m.group.Commit(o)
 	if err != nil {
 		t.Fatalf("%s commits: %v", m.name, err)
@@ -328,8 +340,15 @@ func TestTSMLS(t *testing.T) {
 	requireNode(t)
 	for _, cs := range interopSuites {
 		t.Run(fmt.Sprintf("suite%d", cs), func(t *testing.T) {
-			t.Run("TSMLSCreatesGoJoins", func(t *testing.T) { tsCreates(t, cs) })
-			t.Run("GoCreatesTSMLSJoins", func(t *testing.T) { goCreates(t, cs) })
+			t.Run("TSMLSCreatesGoJoins", func(t *testing.T) { tsCreates(t, cs, false) })
+			t.Run("GoCreatesTSMLSJoins", func(t *testing.T) { goCreates(t, cs, false) })
+			if cs == 1 {
+				// The same with the ratchet tree passed out of band
+				// (no ratchet_tree extension), one suite being enough
+				// for the tree's encoding.
+				t.Run("TSMLSCreatesGoJoinsExternalTree", func(t *testing.T) { tsCreates(t, cs, true) })
+				t.Run("GoCreatesTSMLSJoinsExternalTree", func(t *testing.T) { goCreates(t, cs, true) })
+			}
 		})
 	}
 }
@@ -338,18 +357,18 @@ func TestTSMLS(t *testing.T) {
 // from the Welcome; then a path-only commit from each side, a second Hush
 // member added by Hush, and a ts-mls commit removing it. A Hush Update
 // proposal is committed by reference by ts-mls.
-func tsCreates(t *testing.T, cs mls.CipherSuite) {
+func tsCreates(t *testing.T, cs mls.CipherSuite, externalTree bool) {
 	p := startPeer(t, cs, "ts-alice")
 	groupID := make([]byte, 16)
 	rand.Read(groupID)
 	p.call(map[string]any{"op": "create", "group_id": hex.EncodeToString(groupID)})
 
 	bob := newGoMember(t, cs, "go-bob")
-	_, welcome := p.commit(false, [][]byte{bob.keyPackage(t)}, nil)
+	_, welcome, tree := p.commitTree(false, externalTree, [][]byte{bob.keyPackage(t)}, nil)
 	if welcome == nil {
 		t.Fatal("ts-mls added a member without a Welcome")
 	}
-	bob.join(t, welcome)
+	bob.join(t, welcome, tree)
 	if !bytes.Equal(bob.group.GroupID(), groupID) || bob.group.CipherSuite() != cs {
 		t.Fatalf("joined group %x suite %d, want %x suite %d", bob.group.GroupID(), bob.group.CipherSuite(), groupID, cs)
 	}
@@ -384,9 +403,9 @@ func tsCreates(t *testing.T, cs mls.CipherSuite) {
 
 	// Hush adds a third member; ts-mls processes the commit.
 	carol := newGoMember(t, cs, "go-carol")
-	commit, welcome = bob.commit(t, mls.CommitOptions{Add: []*mls.KeyPackage{mustKP(t, carol)}})
+	commit, welcome = bob.commit(t, mls.CommitOptions{Add: []*mls.KeyPackage{mustKP(t, carol)}, InlineTree: true})
 	p.processCommit(commit)
-	carol.join(t, welcome)
+	carol.join(t, welcome, nil)
 	agree(t, p, bob, carol)
 	converse(t, p, bob, carol)
 
@@ -408,7 +427,7 @@ func tsCreates(t *testing.T, cs mls.CipherSuite) {
 // from the Welcome; then a path-only commit from each side, a second Hush
 // member added by ts-mls, and a ts-mls Remove proposal committed by
 // reference by Hush.
-func goCreates(t *testing.T, cs mls.CipherSuite) {
+func goCreates(t *testing.T, cs mls.CipherSuite, externalTree bool) {
 	alice := newGoMember(t, cs, "go-alice")
 	g, err := mls.CreateGroup(alice.key, mls.BasicCredential([]byte(alice.name)), mls.CreateGroupOptions{})
 	if err != nil {
@@ -419,8 +438,12 @@ func goCreates(t *testing.T, cs mls.CipherSuite) {
 	p := startPeer(t, cs, "ts-bob")
 	kp := p.bytesField(p.call(map[string]any{"op": "key_package"}), "key_package")
 	m := unmarshalMsg(t, kp, mls.WireFormatKeyPackage)
-	_, welcome := alice.commit(t, mls.CommitOptions{Add: []*mls.KeyPackage{m.KeyPackage}})
-	p.call(map[string]any{"op": "join", "welcome": hex.EncodeToString(welcome)})
+	_, welcome := alice.commit(t, mls.CommitOptions{Add: []*mls.KeyPackage{m.KeyPackage}, InlineTree: !externalTree})
+	join := map[string]any{"op": "join", "welcome": hex.EncodeToString(welcome)}
+	if externalTree {
+		join["ratchet_tree"] = hex.EncodeToString(alice.group.RatchetTree())
+	}
+	p.call(join)
 	agree(t, p, alice)
 	converse(t, p, alice)
 
@@ -435,12 +458,12 @@ func goCreates(t *testing.T, cs mls.CipherSuite) {
 	// ts-mls adds a third member, a Hush client, which joins from the
 	// ts-mls Welcome.
 	carol := newGoMember(t, cs, "go-carol")
-	commit, welcome = p.commit(true, [][]byte{carol.keyPackage(t)}, nil)
+	commit, welcome, tree := p.commitTree(true, externalTree, [][]byte{carol.keyPackage(t)}, nil)
 	sc := alice.processCommit(t, commit)
 	if len(sc.Added) != 1 {
 		t.Fatalf("ts-mls Add seen as %+v", sc.Added)
 	}
-	carol.join(t, welcome)
+	carol.join(t, welcome, tree)
 	agree(t, p, alice, carol)
 	converse(t, p, alice, carol)
 

@@ -6,8 +6,10 @@
 //	{"op":"init","suite":1,"identity":hex,"compressed":bool} -> {}
 //	{"op":"create","group_id":hex}              -> {}
 //	{"op":"key_package"}                        -> {"key_package":hex}
-//	{"op":"join","welcome":hex}                 -> {}   (tree from the GroupInfo extension)
-//	{"op":"commit","add":[hex],"remove":[n],"public":bool} -> {"commit":hex,"welcome":hex?}
+//	{"op":"join","welcome":hex,"ratchet_tree":hex?} -> {}
+//	    (without ratchet_tree, the tree comes from the GroupInfo extension)
+//	{"op":"commit","add":[hex],"remove":[n],"public":bool,"external_tree":bool}
+//	    -> {"commit":hex,"welcome":hex?,"ratchet_tree":hex?}
 //	    (commits the proposals received this epoch too, by reference)
 //	{"op":"propose_remove","index":n,"public":bool} -> {"proposal":hex}
 //	{"op":"process","message":hex}              -> {"kind":"commit"|"proposal"|"application","data":hex?}
@@ -42,6 +44,7 @@ import {
   processMessage,
   ciphersuites,
 } from "ts-mls";
+import { decodeRatchetTree, encodeRatchetTree } from "ts-mls/ratchetTree.js";
 
 const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
@@ -95,7 +98,13 @@ const ops = {
   async join(req) {
     if (pending === undefined) throw new Error("no KeyPackage awaits a Welcome");
     const w = decode(req.welcome, "mls_welcome");
-    state = await joinGroup(w.welcome, pending.publicPackage, pending.privatePackage, emptyPskIndex, impl);
+    let tree;
+    if (req.ratchet_tree !== undefined) {
+      const r = decodeRatchetTree(unhex(req.ratchet_tree), 0);
+      if (r === undefined) throw new Error("undecodable ratchet tree");
+      tree = r[0];
+    }
+    state = await joinGroup(w.welcome, pending.publicPackage, pending.privatePackage, emptyPskIndex, impl, tree);
     pending = undefined;
     return {};
   },
@@ -110,10 +119,11 @@ const ops = {
     }
     const res = await createCommit(
       { state, cipherSuite: impl },
-      { extraProposals: proposals, ratchetTreeExtension: true, wireAsPublicMessage: !!req.public },
+      { extraProposals: proposals, ratchetTreeExtension: !req.external_tree, wireAsPublicMessage: !!req.public },
     );
     state = res.newState;
     const out = { commit: hex(encodeMlsMessage(res.commit)) };
+    if (req.external_tree) out.ratchet_tree = hex(encodeRatchetTree(state.ratchetTree));
     if (res.welcome !== undefined) {
       out.welcome = hex(encodeMlsMessage({ wireformat: "mls_welcome", version: "mls10", welcome: res.welcome }));
     }
