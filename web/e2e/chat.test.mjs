@@ -369,6 +369,22 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
     }
     await alice.page.waitForTimeout(1500);
     await screenshot(bob.page, '08-call');
+    // Alice turns her microphone and camera off: what leaves is silence
+    // and black, still encrypted, and bob goes on decrypting it; then on.
+    await alice.page.click('[data-testid=mute-audio]');
+    await alice.page.click('[data-testid=mute-video]');
+    assert.equal(await alice.page.getAttribute('[data-testid=mute-audio]', 'aria-pressed'), 'true');
+    assert.equal(await alice.page.getAttribute('[data-testid=mute-video]', 'aria-pressed'), 'true');
+    const before = { a: await callStats(alice), b: await callStats(bob) };
+    await eventually('frames to go on while muted', async () => {
+      const a = await callStats(alice);
+      const b = await callStats(bob);
+      return a.encryptedAudio > before.a.encryptedAudio + 20 && a.encryptedVideo > before.a.encryptedVideo + 5 && b.decrypted > before.b.decrypted + 20 ? b : null;
+    });
+    assert.equal((await callStats(bob)).failed, 0);
+    await alice.page.click('[data-testid=mute-audio]');
+    await alice.page.click('[data-testid=mute-video]');
+    assert.equal(await alice.page.getAttribute('[data-testid=mute-audio]', 'aria-pressed'), 'false');
     // Alice hangs up: bob is alone in the call, then hangs up too.
     await alice.page.click('[data-testid=hangup]');
     await alice.page.locator('[data-testid=call]').waitFor({ state: 'detached', timeout: T });

@@ -34,6 +34,14 @@ export interface ActiveCall {
   state: CallState;
   /** Why the call ended, if the SFU or the connection ended it. */
   reason: string;
+  /** Whether our microphone (audio) or camera (video) is off. */
+  muted: { audio: boolean; video: boolean };
+  /**
+   * setMuted turns our microphone or camera off or on: a muted track
+   * sends silence or black frames, still encrypted, so that the call's
+   * streams and keys stay as they are.
+   */
+  setMuted(kind: 'audio' | 'video', muted: boolean): void;
   hangup(reason?: string): void;
 }
 
@@ -103,6 +111,7 @@ class SfuCall implements ActiveCall {
   pc: RTCPeerConnection | null = null;
   state: CallState = 'joining';
   reason = '';
+  muted = { audio: false, video: false };
   private published = new Set<RTCRtpSender>(); // our microphone's and camera's
   private queue: Promise<void> = Promise.resolve();
   private off: () => void;
@@ -213,12 +222,22 @@ class SfuCall implements ActiveCall {
    * call if packets of a kind leave while the worker has encrypted none:
    * its frames would be in the clear.
    */
+  setMuted(kind: 'audio' | 'video', muted: boolean) {
+    this.muted = { ...this.muted, [kind]: muted };
+    const st = this.media.stats;
+    const proven = kind === 'video' ? st.encryptedVideo > 0 : st.encryptedAudio > 0;
+    // An unproven track stays disabled; guard enables it, muted or not,
+    // once its sender is proven to encrypt.
+    for (const t of this.local.getTracks()) if (t.kind === kind && proven) t.enabled = !muted;
+    this.changed();
+  }
+
   private async guard() {
     const st = this.media.stats;
     let pending = false;
     for (const t of this.local.getTracks()) {
       const proven = t.kind === 'video' ? st.encryptedVideo > 0 : st.encryptedAudio > 0;
-      if (proven) t.enabled = true;
+      if (proven) t.enabled = !this.muted[t.kind as 'audio' | 'video'];
       else pending = true;
     }
     if (!pending) {

@@ -26,6 +26,11 @@ interface Shown extends MediaStats {
 export function CallView({ call }: { call: ActiveCall }) {
   const [shown, setShown] = useState<Shown>({ ...call.media.stats, framesDecoded: 0, audioPackets: 0, remotes: [] });
   const [secs, setSecs] = useState(0);
+  const [muted, setMutedState] = useState(call.muted);
+  const toggle = (kind: 'audio' | 'video') => {
+    call.setMuted(kind, !call.muted[kind]);
+    setMutedState(call.muted);
+  };
   useEffect(() => {
     let live = true;
     const tick = async () => {
@@ -91,9 +96,29 @@ export function CallView({ call }: { call: ActiveCall }) {
             {shown.encrypted} sent · {shown.decrypted} received{shown.failed ? ` · ${shown.failed} rejected` : ''}
           </span>
         </div>
-        <button class="hangup" onClick={() => call.hangup()} title="Hang up" data-testid="hangup">
-          <I.Phone size={24} />
-        </button>
+        <div class="call-controls">
+          <button
+            class={`call-toggle${muted.audio ? ' off' : ''}`}
+            onClick={() => toggle('audio')}
+            title={muted.audio ? 'Unmute' : 'Mute'}
+            aria-pressed={muted.audio}
+            data-testid="mute-audio"
+          >
+            {muted.audio ? <I.MicOff size={22} /> : <I.Mic size={22} />}
+          </button>
+          <button
+            class={`call-toggle${muted.video ? ' off' : ''}`}
+            onClick={() => toggle('video')}
+            title={muted.video ? 'Turn camera on' : 'Turn camera off'}
+            aria-pressed={muted.video}
+            data-testid="mute-video"
+          >
+            {muted.video ? <I.VideoOff size={22} /> : <I.Video size={22} />}
+          </button>
+          <button class="hangup" onClick={() => call.hangup()} title="Hang up" data-testid="hangup">
+            <I.Phone size={24} />
+          </button>
+        </div>
       </div>
     </div>
   );
