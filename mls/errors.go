@@ -24,3 +24,14 @@ var (
 func errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
+
+// badSignature is the error for a signature that does not verify under
+// key: a key the suite cannot parse (an ECDSA key must be an uncompressed
+// point, RFC 9420 §5.1.1; an Ed25519 key 32 bytes) is named as such, so
+// that a peer's encoding mistake is not reported as a forgery.
+func badSignature(s *suite, key []byte, what string) error {
+	if s.sig.validatePublic(key) != nil {
+		return errorf("%s: malformed signature public key (%d bytes; ECDSA keys must be uncompressed points, RFC 9420 §5.1.1)", what, len(key))
+	}
+	return errorf("%s: signature does not verify", what)
+}

@@ -132,8 +132,8 @@ func verifyGroupInfo(s *suite, gi *GroupInfo, tree *ratchetTree) error {
 	if gi.Signer >= tree.numLeaves() || tree.leaf(leafIndex(gi.Signer)) == nil {
 		return errorf("GroupInfo signer is not a member")
 	}
-	if !gi.verifySignature(s, tree.leaf(leafIndex(gi.Signer)).SignatureKey) {
-		return errorf("invalid GroupInfo signature")
+	if key := tree.leaf(leafIndex(gi.Signer)).SignatureKey; !gi.verifySignature(s, key) {
+		return badSignature(s, key, "GroupInfo (its signer's leaf)")
 	}
 	if !bytes.Equal(tree.treeHash(), gi.GroupContext.TreeHash) {
 		return errorf("ratchet tree does not match the GroupInfo's tree hash")

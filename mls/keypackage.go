@@ -155,7 +155,7 @@ func validateKeyPackage(kp *KeyPackage, cs CipherSuite, now time.Time, maxLifeti
 		return errorf("KeyPackage leaf has source %d, want key_package", leaf.Source)
 	}
 	if !leaf.verifySignature(s, nil, 0) {
-		return errorf("KeyPackage leaf node signature does not verify")
+		return badSignature(s, leaf.SignatureKey, "KeyPackage leaf node")
 	}
 	if err := checkLifetime(leaf.Lifetime, now, maxLifetime); err != nil {
 		return err

@@ -388,7 +388,7 @@ func (t *ratchetTree) mergeUpdatePath(sender leafIndex, path *UpdatePath, groupI
 		return errorf("update path leaf node source is %d", leaf.Source)
 	}
 	if !leaf.verifySignature(t.suite, groupID, sender) {
-		return errorf("invalid update path leaf node signature")
+		return badSignature(t.suite, leaf.SignatureKey, "update path leaf node")
 	}
 	fdp, copath := t.filteredDirectPath(sender)
 	if len(path.Nodes) != len(fdp) {

@@ -2,6 +2,7 @@ package mls
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 )
 
@@ -30,7 +31,7 @@ func validateLeafNode(s *suite, gc *GroupContext, leaf *LeafNode, i leafIndex, s
 		return errorf("leaf node source is %d, want %d", leaf.Source, source)
 	}
 	if !leaf.verifySignature(s, gc.GroupID, i) {
-		return errorf("invalid leaf node signature at leaf %d", i)
+		return badSignature(s, leaf.SignatureKey, fmt.Sprintf("leaf node %d", i))
 	}
 	return checkLeafNode(s, gc, leaf, i)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hush-chat/hush/mls"
@@ -516,6 +517,8 @@ func TestTSMLSCompressedSignatureKey(t *testing.T) {
 	}
 	if _, err := g.Commit(mls.CommitOptions{Add: []*mls.KeyPackage{m.KeyPackage}}); err == nil {
 		t.Fatal("a KeyPackage with a compressed signature key was added")
+	} else if !strings.Contains(err.Error(), "malformed signature public key") {
+		t.Errorf("the refusal does not name the malformed key: %v", err)
 	}
 	if g.Epoch() != 0 || g.HasPendingCommit() || len(g.Members()) != 1 {
 		t.Fatal("a refused Add changed the group")
@@ -530,5 +533,7 @@ func TestTSMLSCompressedSignatureKey(t *testing.T) {
 	w := unmarshalMsg(t, welcome, mls.WireFormatWelcome)
 	if _, err := mls.Join(w.Welcome, bob.kp, mls.JoinOptions{}); err == nil {
 		t.Fatal("joined a group whose creator's signature key is compressed")
+	} else if !strings.Contains(err.Error(), "malformed signature public key") {
+		t.Errorf("the refusal does not name the malformed key: %v", err)
 	}
 }
