@@ -2,10 +2,7 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -13,8 +10,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"github.com/hush-chat/hush/proto"
 )
 
 // BenchmarkFanoutBatch is BenchmarkFanout with readers that ask for batch
@@ -104,69 +99,17 @@ type batchReader struct {
 var messageMark = []byte(`{"type":"message"`)
 
 func startBatchReader(b *testing.B, c *client, gid []byte, batch bool) *batchReader {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(c.base, "http") + proto.PathWebSocket
-	if batch {
-		url += "?" + proto.WebSocketBatchQuery
-	}
-	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		HTTPHeader:   http.Header{"Authorization": {c.token}},
-		Subprotocols: []string{proto.WebSocketProtocol},
-	})
-	if err != nil {
-		b.Fatalf("dial: %v", err)
-	}
-	conn.SetReadLimit(proto.MaxBatchBytes)
-	if _, hello, err := conn.Read(ctx); err != nil || !bytes.Contains(hello, []byte(`"hello"`)) {
-		b.Fatalf("hello: %q %v", hello, err)
-	}
-	b.Cleanup(func() { conn.CloseNow() })
+	conn := dialRaw(b, c, batch)
 	r := &batchReader{conn: conn, gid: gid}
 	rd := &reader{conn: conn, gid: gid} // for its ack
-	frames := make(chan []byte, 1024)
-	go func() {
-		defer close(frames)
-		for {
-			_, data, err := conn.Read(context.Background())
-			if err != nil {
-				return
-			}
-			frames <- data
+	consume(conn, rd.ack, func(data []byte) (uint64, bool) {
+		n := bytes.Count(data, messageMark)
+		if n == 0 {
+			return 0, false
 		}
-	}()
-	go func() {
-		var last, acked uint64
-		for {
-			var data []byte
-			select {
-			case d, ok := <-frames:
-				if !ok {
-					return
-				}
-				data = d
-			case <-time.After(20 * time.Millisecond):
-				if last > acked {
-					rd.ack(last)
-					acked = last
-				}
-				continue
-			}
-			n := bytes.Count(data, messageMark)
-			if n == 0 {
-				continue
-			}
-			i := bytes.LastIndex(data, messageMark)
-			if seq, ok := messageSeq(data[i:]); ok {
-				last = seq
-			}
-			r.count.Add(int64(n))
-			r.frames.Add(1)
-			if last-acked >= 100 {
-				rd.ack(last)
-				acked = last
-			}
-		}
-	}()
+		r.count.Add(int64(n))
+		r.frames.Add(1)
+		return messageSeq(data[bytes.LastIndex(data, messageMark):])
+	})
 	return r
 }

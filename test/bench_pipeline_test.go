@@ -34,7 +34,7 @@ func BenchmarkPipelined(b *testing.B) {
 				r := startReader(b, cs[n], gid, nil)
 				conns := make([]*websocket.Conn, n)
 				for i := range conns {
-					conns[i] = dialRaw(b, cs[i])
+					conns[i] = dialRaw(b, cs[i], false)
 				}
 				var next atomic.Int64
 				var wg sync.WaitGroup

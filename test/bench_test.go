@@ -74,12 +74,30 @@ type reader struct {
 }
 
 func startReader(b *testing.B, c *client, gid []byte, seen chan uint64) *reader {
-	r := &reader{conn: dialRaw(b, c), gid: gid, seen: seen}
+	r := &reader{conn: dialRaw(b, c, false), gid: gid, seen: seen}
+	consume(r.conn, r.ack, func(data []byte) (uint64, bool) {
+		seq, ok := messageSeq(data)
+		if !ok {
+			return 0, false
+		}
+		r.count.Add(1)
+		if r.seen != nil {
+			r.seen <- seq
+		}
+		return seq, true
+	})
+	return r
+}
+
+// consume reads conn's frames and passes each to take, which returns the
+// last message sequence number the frame carried, if any; it acknowledges
+// every 100 messages and after 20 ms without any, through ack.
+func consume(conn *websocket.Conn, ack func(uint64), take func([]byte) (uint64, bool)) {
 	frames := make(chan []byte, 1024)
 	go func() {
 		defer close(frames)
 		for {
-			_, data, err := r.conn.Read(context.Background())
+			_, data, err := conn.Read(context.Background())
 			if err != nil {
 				return
 			}
@@ -98,34 +116,35 @@ func startReader(b *testing.B, c *client, gid []byte, seen chan uint64) *reader 
 				data = d
 			case <-time.After(20 * time.Millisecond):
 				if last > acked {
-					r.ack(last)
+					ack(last)
 					acked = last
 				}
 				continue
 			}
-			seq, ok := messageSeq(data)
+			seq, ok := take(data)
 			if !ok {
 				continue
 			}
 			last = seq
-			r.count.Add(1)
-			if r.seen != nil {
-				r.seen <- seq
-			}
 			if last-acked >= 100 {
-				r.ack(last)
+				ack(last)
 				acked = last
 			}
 		}
 	}()
-	return r
 }
 
-// dialRaw opens c's push connection and reads its hello frame.
-func dialRaw(b *testing.B, c *client) *websocket.Conn {
+// dialRaw opens c's push connection, asking for batch frames if batch,
+// and reads its hello frame.
+func dialRaw(b *testing.B, c *client, batch bool) *websocket.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(c.base, "http") + proto.PathWebSocket
+	limit := int64(proto.MaxRequestBytes)
+	if batch {
+		url += "?" + proto.WebSocketBatchQuery
+		limit = proto.MaxBatchBytes
+	}
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPHeader:   http.Header{"Authorization": {c.token}},
 		Subprotocols: []string{proto.WebSocketProtocol},
@@ -133,7 +152,7 @@ func dialRaw(b *testing.B, c *client) *websocket.Conn {
 	if err != nil {
 		b.Fatalf("dial: %v", err)
 	}
-	conn.SetReadLimit(proto.MaxRequestBytes)
+	conn.SetReadLimit(limit)
 	if _, hello, err := conn.Read(ctx); err != nil || !bytes.Contains(hello, []byte(`"hello"`)) {
 		b.Fatalf("hello: %q %v", hello, err)
 	}
