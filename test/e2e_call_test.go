@@ -121,25 +121,7 @@ var warmMarker = []byte("HUSH-WARMUP")
 // live, and no frame sent is lost to a subscription being set up.
 func warmUp(t *testing.T, peers []*callPeer) {
 	t.Helper()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, p := range peers {
-		wg.Go(func() {
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				f := append([]byte{0xf8}, warmMarker...)
-				p.s.Audio().WriteFrame(f, uint32(i*960))
-				p.s.Video().WriteFrame(f[1:], uint32(i*1800))
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
+	defer sendWarmFrames(peers)()
 	for _, q := range peers {
 		for _, p := range peers {
 			if p == q {
@@ -153,6 +135,30 @@ func warmUp(t *testing.T, peers []*callPeer) {
 			})
 		}
 	}
+}
+
+// sendWarmFrames has every peer send a warm-up audio and video frame
+// every 20 ms until the returned function is called.
+func sendWarmFrames(peers []*callPeer) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				f := append([]byte{0xf8}, warmMarker...)
+				p.s.Audio().WriteFrame(f, uint32(i*960))
+				p.s.Video().WriteFrame(f[1:], uint32(i*1800))
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }
 
 type gotFrame struct {
@@ -772,25 +778,7 @@ func TestCall1to1Files(t *testing.T) {
 // call.Record: it counts the frames decrypted instead.
 func warmUpRecorded(t *testing.T, a, b *callPeer) {
 	t.Helper()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, p := range []*callPeer{a, b} {
-		wg.Go(func() {
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				f := append([]byte{0xf8}, warmMarker...)
-				p.s.Audio().WriteFrame(f, uint32(i*960))
-				p.s.Video().WriteFrame(f[1:], uint32(i*1800))
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
+	defer sendWarmFrames([]*callPeer{a, b})()
 	for _, p := range []*callPeer{a, b} {
 		waitUntil(t, 20*time.Second, p.name+"'s warm-up", func() bool {
 			p.mu.Lock()
