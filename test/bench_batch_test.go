@@ -22,10 +22,6 @@ import (
 // (issue 6)".
 func BenchmarkFanoutBatch(b *testing.B) { fanoutBatch(b, true) }
 
-// BenchmarkFanoutFrames is BenchmarkFanoutBatch with readers that do not
-// ask for batch frames: one frame per delivery, as older clients get.
-func BenchmarkFanoutFrames(b *testing.B) { fanoutBatch(b, false) }
-
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
