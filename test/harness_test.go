@@ -349,11 +349,17 @@ type ws struct {
 	nextID uint64
 }
 
-func (c *client) dial() *ws {
+func (c *client) dial() *ws { c.tb.Helper(); return c.dialQuery("") }
+
+// dialQuery is dial with a query ("push=0") on the WebSocket's URL.
+func (c *client) dialQuery(query string) *ws {
 	c.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(c.base, "http") + proto.PathWebSocket
+	if query != "" {
+		url += "?" + query
+	}
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPHeader:   http.Header{"Authorization": {c.token}},
 		Subprotocols: []string{proto.WebSocketProtocol},

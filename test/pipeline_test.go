@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -292,4 +293,112 @@ func TestPipelinedRestart(t *testing.T) {
 	}
 	b.retry(t, p.a, p.gid, 1)
 	check(t, append(log, p.b.fetchAll()...), b)
+}
+
+// sendAll writes sends on w, pipelined, then a ping, and returns the seqs
+// they were answered with, in frame order. It fails on any frame but
+// their answers and the pong: on a send-only connection (?push=0) nothing
+// else may come.
+func sendAll(t *testing.T, w *ws, gid []byte, sends []proto.Send) []uint64 {
+	t.Helper()
+	ids := map[uint64]int{}
+	for i, s := range sends {
+		ids[w.write(proto.Frame{Type: proto.FrameSend, Send: &proto.SendFrame{GroupID: gid, Send: s}})] = i
+	}
+	ping := w.write(proto.Frame{Type: proto.FramePing})
+	seqs := make([]uint64, len(sends))
+	answered := 0
+	for {
+		f := w.next(30 * time.Second)
+		switch {
+		case f.Type == proto.FrameSent:
+			i, ok := ids[f.ID]
+			if !ok || seqs[i] != 0 {
+				t.Fatalf("sent frame %+v for no send in flight", f)
+			}
+			seqs[i] = f.Sent.Seq
+			answered++
+		case f.Type == proto.FramePong && f.ID == ping:
+			if answered != len(sends) {
+				// Sends are answered once durable, a ping at once.
+				continue
+			}
+			return seqs
+		case f.Type == proto.FramePong:
+			t.Fatalf("pong %+v for no ping", f)
+		default:
+			t.Fatalf("a send-only connection got a %q frame: %+v", f.Type, f)
+		}
+		if answered == len(sends) {
+			// The pong may have come before the last answers: ask again.
+			ping = w.write(proto.Frame{Type: proto.FramePing})
+		}
+	}
+}
+
+// TestSendOnlyConnection: a connection opened with ?push=0 gets the
+// answers to its frames and nothing else, while a normal connection of the
+// same device gets the pushes; what arrives for a device while it has only
+// send-only connections stays pending after its cursors and is pushed on
+// its next normal connection.
+func TestSendOnlyConnection(t *testing.T) {
+	ts := start(t, server.Options{DataDir: t.TempDir()})
+	p := newPair(t, ts)
+	aOnly := p.a.dialQuery("push=0")
+	bOnly := p.b.dialQuery("push=0")
+	bLive := p.b.dial()
+
+	// a sends 50 over its send-only connection: b's normal connection gets
+	// them, in order; a's and b's send-only connections get nothing.
+	first := appSends(p.ma, "only", 50)
+	seqs := sendAll(t, aOnly, p.gid, first)
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("seqs %v: frame order lost", seqs)
+		}
+	}
+	for i, want := range seqs {
+		f := bLive.nextOf(proto.FrameMessage, 10*time.Second)
+		if f.Message.Seq != want || !bytes.Equal(f.Message.Payload, first[i].Payload) {
+			t.Fatalf("b's normal connection: message %d is seq %d, want %d", i, f.Message.Seq, want)
+		}
+	}
+	// b sends one over its send-only connection: a, with only a send-only
+	// connection, is pushed nothing.
+	bSend := proto.Send{ClientMsgID: "from-b", Kind: proto.KindApplication, Epoch: p.mb.g.Epoch(), Payload: p.mb.app("from b")}
+	bSeq := sendAll(t, bOnly, p.gid, []proto.Send{bSend})[0]
+	sendAll(t, aOnly, p.gid, nil) // only the pong: nothing was pushed to a
+
+	// b acknowledges the 50 on its normal connection (the ping's answer
+	// follows the ack's handling), and closes it.
+	bLive.write(proto.Frame{Type: proto.FrameAck, Ack: &proto.Ack{Acks: []proto.AckItem{{GroupID: p.gid, Seq: seqs[len(seqs)-1]}}}})
+	bLive.write(proto.Frame{Type: proto.FramePing})
+	bLive.nextOf(proto.FramePong, 10*time.Second)
+	bLive.close()
+
+	// While b has only its send-only connection, a sends 30 more: b gets
+	// them on its next normal connection, from its cursor on.
+	later := appSends(p.ma, "later", 30)
+	laterSeqs := sendAll(t, aOnly, p.gid, later)
+	sendAll(t, bOnly, p.gid, nil) // nothing pushed to b's send-only connection
+	bLive = p.b.dial()
+	for i, want := range laterSeqs {
+		f := bLive.nextOf(proto.FrameMessage, 10*time.Second)
+		if f.Message.Seq != want || !bytes.Equal(f.Message.Payload, later[i].Payload) {
+			t.Fatalf("b's next connection: message %d is seq %d, want %d (the first 50 were acknowledged)", i, f.Message.Seq, want)
+		}
+	}
+	// a's first normal connection gets b's message, which its send-only
+	// connection did not take.
+	aLive := p.a.dial()
+	if f := aLive.nextOf(proto.FrameMessage, 10*time.Second); f.Message.Seq != bSeq || !bytes.Equal(f.Message.Payload, bSend.Payload) {
+		t.Fatalf("a's normal connection: %+v, want b's message at seq %d", f.Message, bSeq)
+	}
+
+	// Any other value of push is refused.
+	resp := p.a.request("GET", proto.PathWebSocket+"?push=no", "", nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("upgrade with push=no: status %d, want 400", resp.StatusCode)
+	}
 }

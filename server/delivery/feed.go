@@ -39,6 +39,9 @@ type Feed struct {
 	notify func()
 	unsub  func()
 	slot   int // the hub's poll slot
+	// sendOnly: the connection pushes nothing (FollowSendOnly); the Feed
+	// only watches for revocation.
+	sendOnly bool
 
 	mu      sync.Mutex
 	groups  map[string]uint64  // groups announced since the last Next, with their last seq
@@ -89,9 +92,25 @@ func (s *Service) Follow(ctx context.Context, dev store.DeviceID, notify func())
 	return f, nil
 }
 
+// FollowSendOnly starts a Feed for a connection of dev on which nothing
+// is pushed (a send-only connection): it takes no notifications, offers,
+// typing signals or acknowledgements, and its Next returns nothing but
+// ErrRevoked once the device is revoked (at once through this node, at the
+// Feed's next poll through another) or a store error from that poll. The
+// device's messages stay pending after its cursors for its other
+// connections. Close the Feed when the connection ends.
+func (s *Service) FollowSendOnly(dev store.DeviceID, notify func()) *Feed {
+	f := &Feed{s: s, dev: dev, notify: notify, sendOnly: true, unsub: func() {}}
+	s.hub.add(f)
+	return f
+}
+
 // event records a notification: a group's log grew (read just that log
 // past what was pushed), or anything else (read everything).
 func (f *Feed) event(ev bus.Event) {
+	if f.sendOnly {
+		return // rescans: nothing to push
+	}
 	f.mu.Lock()
 	if ev.Kind == bus.KindGroup && len(ev.Group) > 0 {
 		if f.groups == nil {
@@ -133,6 +152,9 @@ const (
 // encoded as its push frame (see the offer type for a nil frame). Its
 // notification follows.
 func (f *Feed) offer(group store.GroupID, seq uint64, frame []byte, skip bool) {
+	if f.sendOnly {
+		return
+	}
 	f.mu.Lock()
 	if f.offered < maxOffers {
 		if f.offers == nil {
@@ -178,6 +200,9 @@ func (f *Feed) pollNow() {
 }
 
 func (f *Feed) relayTyping(t proto.Typing) {
+	if f.sendOnly {
+		return
+	}
 	f.mu.Lock()
 	queued := len(f.typing) < typingQueue // else the connection is behind: drop the signal
 	if queued {
@@ -198,6 +223,9 @@ func (f *Feed) revoke() {
 
 // Acked tells the Feed that the device acknowledged messages.
 func (f *Feed) Acked() {
+	if f.sendOnly {
+		return
+	}
 	f.mu.Lock()
 	f.acked = true
 	f.mu.Unlock()
@@ -244,6 +272,9 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 		if d.Revoked {
 			return Push{}, ErrRevoked
 		}
+	}
+	if f.sendOnly {
+		return Push{}, nil
 	}
 	if f.pushed == nil {
 		f.pushed = make(map[string]uint64)

@@ -124,3 +124,52 @@ func TestFeedPolls(t *testing.T) {
 }
 
 func protoTyping() proto.Typing { return proto.Typing{GroupID: []byte{1}, Payload: []byte{2}} }
+
+// A send-only Feed (FollowSendOnly) takes nothing to push and calls back
+// only for a revocation: through this node at once, through another at a
+// poll.
+func TestFeedSendOnly(t *testing.T) {
+	ctx := context.Background()
+	s, st, dev := newService(t, 16*time.Millisecond)
+	woken := make(chan struct{}, 100)
+	f := s.FollowSendOnly(dev, func() { woken <- struct{}{} })
+	defer f.Close()
+	// What wakes a pushing Feed (see TestFeedCallsBack) is ignored; these
+	// calls are synchronous, so a callback would be queued by now.
+	s.Rescan()
+	f.Acked()
+	s.hub.each(dev, func(f *Feed) {
+		f.offer(store.GroupID{1}, 1, []byte(`{"type":"message"}`), false)
+		f.offer(store.GroupID{1}, 2, nil, true)
+		f.event(bus.Event{Kind: bus.KindGroup, Group: store.GroupID{1}, Seq: 3})
+		f.relayTyping(protoTyping())
+	})
+	if err := s.bus.Publish(ctx, dev, bus.Event{}); err != nil {
+		t.Fatal(err)
+	}
+	for len(woken) > 0 {
+		<-woken // polls of the wheel (every 16 ms)
+	}
+	if p, err := f.Next(ctx); err != nil || len(p.Messages)+len(p.Typing) != 0 {
+		t.Fatalf("Next of a send-only Feed: %+v, %v", p, err)
+	}
+	f.mu.Lock()
+	kept := len(f.offers) + len(f.groups) + len(f.typing)
+	f.mu.Unlock()
+	if kept != 0 {
+		t.Fatalf("a send-only Feed kept %d offers, announcements or typing signals", kept)
+	}
+	// A revocation made elsewhere (straight in the store) is found at a
+	// poll.
+	if err := st.RevokeDevice(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		<-woken
+		if _, err := f.Next(ctx); errors.Is(err, ErrRevoked) {
+			return
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

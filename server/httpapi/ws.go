@@ -59,6 +59,12 @@ const (
 	maxHandlers = 1024
 	// statusTryAgainLater is the close code for a store that failed.
 	statusTryAgainLater ws.StatusCode = 1013
+	// pushQuery is the query parameter that, as "push=0", opens a
+	// send-only connection: the server pushes nothing on it (no message,
+	// typing or batch frames; answers to the client's frames only), and
+	// the device's messages stay pending after its cursors for its other
+	// connections. Default (absent, or "1"): pushing.
+	pushQuery = "push"
 )
 
 // live is what all WebSockets of the process share: the poller and the
@@ -150,11 +156,27 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 	}
 	// Only the ids are kept: not the hash of the device's secret, nor its
 	// credential, for as long as the connection lives.
-	s := &session{api: a, dev: store.Device{ID: dev.ID, UserID: dev.UserID}, batch: r.URL.Query().Get("batch") == "1"}
+	q := r.URL.Query()
+	s := &session{api: a, dev: store.Device{ID: dev.ID, UserID: dev.UserID}, batch: q.Get("batch") == "1"}
+	var pushOn bool
+	switch q.Get(pushQuery) {
+	case "", "1":
+		pushOn = true
+	case "0":
+	default:
+		return &proto.Error{Code: proto.CodeBadRequest, Message: pushQuery + " must be 0 or 1"}
+	}
 	s.pushes.Store(1) // held until the session is set up: wake-ups only count
-	feed, err := a.Delivery.Follow(r.Context(), dev.ID, s.wake)
-	if err != nil {
-		return err
+	var feed *delivery.Feed
+	if pushOn {
+		var err error
+		if feed, err = a.Delivery.Follow(r.Context(), dev.ID, s.wake); err != nil {
+			return err
+		}
+	} else {
+		// Send-only: nothing is pushed; the Feed only watches for the
+		// device's revocation.
+		feed = a.Delivery.FollowSendOnly(dev.ID, s.wake)
 	}
 	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
