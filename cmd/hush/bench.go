@@ -38,7 +38,10 @@ receiver instead.
 Workloads (--workloads):
   latency   one message at a time between two devices (on two nodes of a cluster)
   senders   N devices send into one conversation at once (--senders 8,32); each
-            keeps --window sends in flight (default 1: the next after the answer)
+            keeps --window sends in flight (default 1: the next after the answer);
+            every member is online and receives the others' messages
+  senders-only  the same with send-only connections (?push=0) for the senders:
+            one more member receives everything, the senders nothing
   group     a few members of a G-member group send, all others receive (--groups 50,100;
             --conversations K runs K such groups at once, and K conversations of senders)
   idle      --conns authenticated WebSockets held open (--hold), spread over
@@ -70,10 +73,10 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 		spawn       = fs.Int("spawn", 0, "start this many `hush serve` nodes of this binary instead of --server")
 		storeSpec   = fs.String("store", "sqlite", "with --spawn: sqlite, or a postgres:// URL (the nodes get a fresh schema, dropped afterwards)")
 		busSpec     = fs.String("bus", "local", "with --spawn: local, or a nats:// URL (needed for several nodes)")
-		workloads   = fs.String("workloads", "latency,senders,group", "comma-separated: latency, senders, group, idle")
+		workloads   = fs.String("workloads", "latency,senders,group", "comma-separated: latency, senders, senders-only, group, idle")
 		count       = fs.Int("count", 500, "latency: round trips")
 		duration    = fs.Duration("duration", 10*time.Second, "senders and group: how long each sends")
-		senders     = fs.String("senders", "8,32", "senders: concurrent senders into one conversation, per run")
+		senders     = fs.String("senders", "8,32", "senders and senders-only: concurrent senders into one conversation, per run")
 		groups      = fs.String("groups", "50,100", "group: group sizes, per run")
 		window      = fs.Int("window", 1, "senders and group: sends each sender keeps in flight on its connection (1: each after the previous one's answer)")
 		groupSend   = fs.Int("group-senders", 4, "group: how many members send")
@@ -217,6 +220,11 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, args []string) erro
 			for _, n := range sendersList {
 				name := fmt.Sprintf("senders-%d", n)
 				err = errors.Join(err, add(profiled(name, *duration, func() (*loadgen.Result, error) { return loadgen.Senders(ctx, cfg, n) })))
+			}
+		case "senders-only":
+			for _, n := range sendersList {
+				name := fmt.Sprintf("senders-only-%d", n)
+				err = errors.Join(err, add(profiled(name, *duration, func() (*loadgen.Result, error) { return loadgen.SendersOnly(ctx, cfg, n) })))
 			}
 		case "group":
 			for _, g := range groupsList {

@@ -132,7 +132,17 @@ type Conn struct {
 // connection's reader goroutine with each pushed message and the time it
 // arrived; it must be quick.
 func Dial(ctx context.Context, d *Device, onMessage func(*proto.Envelope, time.Time)) (*Conn, error) {
-	url := "ws" + strings.TrimPrefix(d.Server, "http") + proto.PathWebSocket
+	return dial(ctx, d, "", onMessage)
+}
+
+// DialSendOnly opens a send-only connection of d (?push=0): the server
+// pushes nothing on it, only answers its frames.
+func DialSendOnly(ctx context.Context, d *Device) (*Conn, error) {
+	return dial(ctx, d, "?push=0", nil)
+}
+
+func dial(ctx context.Context, d *Device, query string, onMessage func(*proto.Envelope, time.Time)) (*Conn, error) {
+	url := "ws" + strings.TrimPrefix(d.Server, "http") + proto.PathWebSocket + query
 	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		HTTPClient:   d.hc,
 		HTTPHeader:   http.Header{proto.HeaderAuthorization: {d.Token}, proto.HeaderVersion: {"1"}},

@@ -49,7 +49,7 @@ func checkFlow(t *testing.T, r *Result, err error) {
 	if r.Accepted == 0 || r.Errors != 0 || r.Lost != 0 || r.DecryptErrors != 0 {
 		t.Fatalf("%s: accepted %d, errors %d (%s), lost %d, decrypt errors %d", r.Workload, r.Accepted, r.Errors, r.FirstError, r.Lost, r.DecryptErrors)
 	}
-	if want := r.Accepted * int64(r.Members-1); r.Delivered != want || int64(r.Latency.N) != want {
+	if want := r.Accepted * int64(r.Receivers); r.Delivered != want || int64(r.Latency.N) != want {
 		t.Fatalf("%s: %d delivered, %d latencies, want %d", r.Workload, r.Delivered, r.Latency.N, want)
 	}
 	if r.Latency.P50 <= 0 || r.Latency.P50 > r.Latency.P99 || r.PayloadBytes < PayloadSize-40 || r.PayloadBytes > PayloadSize+40 {
@@ -78,8 +78,14 @@ func TestWorkloads(t *testing.T) {
 			c.Window = 8
 			r, err = Senders(ctx, c, 3)
 			checkFlow(t, r, err)
-			if r.Window != 8 {
-				t.Fatalf("senders with window 8 report window %d", r.Window)
+			if r.Window != 8 || r.Receivers != 3 {
+				t.Fatalf("senders with window 8 report window %d, %d receivers", r.Window, r.Receivers)
+			}
+			// Send-only senders: only the fourth member receives.
+			r, err = SendersOnly(ctx, c, 3)
+			checkFlow(t, r, err)
+			if r.Receivers != 1 || r.Members != 4 || r.Workload != "senders-only-3" {
+				t.Fatalf("senders-only: %+v", r)
 			}
 			c.Window = 0
 			r, err = Fanout(ctx, c, 6, 2)

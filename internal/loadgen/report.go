@@ -24,8 +24,11 @@ type Result struct {
 	MLS          bool    `json:"real_mls"`
 	PayloadBytes int     `json:"payload_bytes,omitempty"`
 	Seconds      float64 `json:"seconds"`
+	// Receivers is how many members receive each message: members-1,
+	// or, with send-only senders (senders-only), members-senders.
+	Receivers int `json:"receivers,omitempty"`
 	// Accepted counts messages the server answered; Delivered, pushes
-	// received by the members (each message reaches members-1 of them);
+	// received by the members (each message reaches Receivers of them);
 	// Lost, deliveries that never came.
 	Accepted        int64   `json:"accepted"`
 	Delivered       int64   `json:"delivered"`

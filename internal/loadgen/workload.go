@@ -117,6 +117,9 @@ type spec struct {
 	senders  int  // of which this many send
 	lockstep bool // one message at a time: the next after the previous one's delivery
 	count    int  // with lockstep, how many
+	// sendOnly: the senders' connections are send-only (?push=0), so
+	// only the members that do not send receive.
+	sendOnly bool
 }
 
 // Latency sends Count messages one at a time from one device to another
@@ -131,6 +134,14 @@ func Latency(ctx context.Context, c *Config) (*Result, error) {
 // is online and receives the others' messages.
 func Senders(ctx context.Context, c *Config, n int) (*Result, error) {
 	return run(ctx, c, spec{name: fmt.Sprintf("senders-%d", n), members: n + 1, senders: n})
+}
+
+// SendersOnly is Senders with send-only connections (?push=0) for the n
+// senders: the one other member, online, receives every message, and the
+// senders receive nothing. It measures the rate of accepting messages
+// without the n-fold fan-out to the senders themselves.
+func SendersOnly(ctx context.Context, c *Config, n int) (*Result, error) {
+	return run(ctx, c, spec{name: fmt.Sprintf("senders-only-%d", n), members: n + 1, senders: n, sendOnly: true})
 }
 
 // Fanout has senders members of a group of g devices send for Duration;
@@ -155,7 +166,9 @@ func (cv *conversation) close() {
 	}
 }
 
-func openConversation(ctx context.Context, c *Config, members int) (*conversation, error) {
+// openConversation registers a group of members devices and opens their
+// connections; the first sendOnly of them are send-only.
+func openConversation(ctx context.Context, c *Config, members, sendOnly int) (*conversation, error) {
 	devs, err := RegisterMany(ctx, c.HTTP, c.Servers, members, 32)
 	if err != nil {
 		return nil, err
@@ -173,7 +186,12 @@ func openConversation(ctx context.Context, c *Config, members int) (*conversatio
 			g.Receive(m, env)
 			cv.tr.received(env.Seq, at)
 		}
-		if cv.conns[i], err = Dial(ctx, m.Dev, onMessage); err != nil {
+		if i < sendOnly {
+			cv.conns[i], err = DialSendOnly(ctx, m.Dev)
+		} else {
+			cv.conns[i], err = Dial(ctx, m.Dev, onMessage)
+		}
+		if err != nil {
 			cv.close()
 			return nil, err
 		}
@@ -198,7 +216,11 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 		}
 	}()
 	for range groups {
-		cv, err := openConversation(ctx, c, s.members)
+		sendOnly := 0
+		if s.sendOnly {
+			sendOnly = s.senders
+		}
+		cv, err := openConversation(ctx, c, s.members, sendOnly)
 		if err != nil {
 			return nil, err
 		}
@@ -210,6 +232,9 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 	var accepted, errs atomic.Int64
 	var firstErr atomic.Value
 	receivers := int64(s.members - 1)
+	if s.sendOnly {
+		receivers = int64(s.members - s.senders)
+	}
 	cpu0 := sampleCPU(c.PIDs)
 	t0 := time.Now()
 	// Senders start no message after the deadline, and finish the ones
@@ -309,7 +334,7 @@ func run(ctx context.Context, c *Config, s spec) (*Result, error) {
 		delivering = sending
 	}
 	r := &Result{
-		Workload: name, Nodes: len(c.Servers), Members: s.members, Senders: s.senders, Window: windowOf(c, s), Groups: groups, MLS: c.MLS,
+		Workload: name, Nodes: len(c.Servers), Members: s.members, Senders: s.senders, Receivers: int(receivers), Window: windowOf(c, s), Groups: groups, MLS: c.MLS,
 		PayloadBytes: cvs[0].g.PayloadLen(), Seconds: sending.Seconds(),
 		Accepted: accepted.Load(), Delivered: got, Lost: want - got, Errors: errs.Load(),
 		AcceptedPerSec:  float64(accepted.Load()) / sending.Seconds(),
