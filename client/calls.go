@@ -23,10 +23,18 @@ import (
 //
 // Each device keeps the conversation's current call (its id and the
 // devices in it) in its local store, from the call messages it sends and
-// receives: an invite starts a call (replacing one that had emptied, or a
-// concurrent one: the later invite in the log wins), a join adds the
-// sending device, a leave removes it and ends the call once nobody is in
-// it. A decline changes nothing but is reported.
+// receives: an invite starts a call unless one is going on, a join adds
+// the sending device, a leave removes it and ends the call once nobody is
+// in it. A decline changes nothing but is reported.
+//
+// Two members may call at once (glare): each device has sent its invite
+// before it saw the other's. The server's log orders the two invites, and
+// the earlier one wins on every device: a device that reads an invite
+// while a call is going on keeps that call, unless the invite precedes it
+// in the log (its own invite, sent before it saw the other, is the only
+// one it can read out of log order). [Client.StartCall] catches up after
+// sending its invite, so the member whose invite lost joins the winning
+// call instead of waiting alone in its own.
 
 // CallOp is what a call signalling message says.
 type CallOp string
@@ -67,6 +75,10 @@ const tableCalls = "calls"
 type CallState struct {
 	ID      string    `json:"id"`
 	Started time.Time `json:"started"` // when the invite was sent
+	// Seq is the invite's position in the group's log: 0 for a call
+	// learned from a join (its invite older than this device's history)
+	// or while this device's own invite waits for the server's answer.
+	Seq uint64 `json:"seq,omitempty"`
 	// Devices in the call, each with its user.
 	Devices map[string]string `json:"devices"`
 }
@@ -85,7 +97,13 @@ func (c *Client) applyCall(tx *tx, cv *Conversation, o origin, s *CallSignal, ev
 	changed := true
 	switch s.Op {
 	case CallInvite:
-		st = CallState{ID: s.ID, Started: o.time, Devices: map[string]string{o.device: o.user}}
+		if ok && len(st.Devices) > 0 && st.ID != s.ID && !(o.seq != 0 && st.Seq != 0 && o.seq < st.Seq) {
+			// A call is going on and this invite does not precede it in
+			// the log: the invite lost (glare), and its sender joins ours.
+			changed = false
+			break
+		}
+		st = CallState{ID: s.ID, Started: o.time, Seq: o.seq, Devices: map[string]string{o.device: o.user}}
 	case CallJoin:
 		if !ok || st.ID != s.ID {
 			// A join for a call we did not see start (its invite is older
@@ -116,6 +134,18 @@ func (c *Client) applyCall(tx *tx, cv *Conversation, o origin, s *CallSignal, ev
 	return nil
 }
 
+// callSequenced records the log position of this device's own invite to
+// callID, once the server answered it.
+func (tx *tx) callSequenced(conv, callID string, seq uint64) error {
+	var st CallState
+	ok, err := tx.get(tableCalls, conv, &st)
+	if err != nil || !ok || st.ID != callID || st.Seq != 0 {
+		return err
+	}
+	st.Seq = seq
+	return tx.put(tableCalls, conv, &st)
+}
+
 // CurrentCall returns the conversation's current call, if one is going
 // on as far as this device knows (after its last sync).
 func (c *Client) CurrentCall(ctx context.Context, conv string) (*CallState, bool, error) {
@@ -139,6 +169,50 @@ func (c *Client) SendCallSignal(ctx context.Context, conv, callID string, op Cal
 	defer c.mu.Unlock()
 	_, err := c.sendContent(ctx, conv, &Content{Type: TypeCall, Call: &CallSignal{ID: callID, Op: op}})
 	return err
+}
+
+// StartCall places a call in conversation conv, or joins the one going
+// on, and tells the members (an invite, or a join). It returns the call's
+// id and whether this device started it. It catches up with the
+// conversation before and after sending an invite: another member who
+// called at the same moment (glare) has either invited first, and this
+// device joins that call, or reads this invite as the earlier one and
+// joins it, so both end up in one call.
+func (c *Client) StartCall(ctx context.Context, conv string) (id string, started bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.syncLocked(ctx); err != nil {
+		return "", false, err
+	}
+	join := func(id string) (string, bool, error) {
+		if _, err := c.sendContent(ctx, conv, &Content{Type: TypeCall, Call: &CallSignal{ID: id, Op: CallJoin}}); err != nil {
+			return "", false, err
+		}
+		return id, false, nil
+	}
+	if cur, ok, err := c.CurrentCall(ctx, conv); err != nil {
+		return "", false, err
+	} else if ok {
+		return join(cur.ID)
+	}
+	if c.beforeCallInvite != nil {
+		c.beforeCallInvite()
+	}
+	id = NewCallID()
+	if _, err := c.sendContent(ctx, conv, &Content{Type: TypeCall, Call: &CallSignal{ID: id, Op: CallInvite}}); err != nil {
+		return "", false, err
+	}
+	// Everything the server sequenced before our invite is readable now:
+	// an invite among it wins over ours.
+	if err := c.syncLocked(ctx); err != nil {
+		return "", false, err
+	}
+	if cur, ok, err := c.CurrentCall(ctx, conv); err != nil {
+		return "", false, err
+	} else if ok && cur.ID != id {
+		return join(cur.ID)
+	}
+	return id, true, nil
 }
 
 // DeviceID returns this device's id, as the server and the SFU name it.

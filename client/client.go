@@ -67,6 +67,10 @@ type Client struct {
 	stopExpiry context.CancelFunc
 	expiryDone chan struct{}
 	unscrubbed bool
+
+	// beforeCallInvite, set only by tests, runs in StartCall between
+	// catching up and sending the invite: another member calls then.
+	beforeCallInvite func()
 }
 
 // ErrNoAccount is returned by operations that need an account when the

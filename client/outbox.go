@@ -30,6 +30,9 @@ type outboxRecord struct {
 	MessageID string     `json:"message_id,omitempty"` // the Message to mark sent
 	Added     []string   `json:"added,omitempty"`      // users a commit adds
 	Removed   []string   `json:"removed,omitempty"`    // users a commit removes
+	// CallInvite is the id of the call this send invites to: once the
+	// server has sequenced it, the call's state learns the invite's seq.
+	CallInvite string `json:"call_invite,omitempty"`
 }
 
 // queue adds a send to the outbox. Keys order sends within a group.
@@ -105,6 +108,9 @@ func (c *Client) deliver(ctx context.Context, key string, ob *outboxRecord) erro
 			}
 			g.DiscardPendingCommit()
 			return tx.putGroup(ob.Group, g)
+		}
+		if ob.CallInvite != "" && sendErr == nil {
+			return tx.callSequenced(ob.Group, ob.CallInvite, sent.Seq)
 		}
 		if ob.MessageID == "" {
 			return nil
@@ -238,6 +244,9 @@ func (c *Client) sendContent(ctx context.Context, conv string, ct *Content) (*Me
 		}
 		send.ClientMsgID, send.Kind, send.Epoch = ct.ID, proto.KindApplication, g.Epoch()
 		ob = &outboxRecord{Group: conv, Send: send}
+		if ct.Type == TypeCall && ct.Call.Op == CallInvite {
+			ob.CallInvite = ct.Call.ID
+		}
 		if ct.Type == TypeText || ct.Type == TypeAttachment {
 			ob.MessageID = ct.ID
 			m, err := tx.message(conv, ct.ID)

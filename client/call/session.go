@@ -86,24 +86,17 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 	}
 	s := &Session{cl: cl, conv: conv, groupID: groupID, keys: keys, log: log,
 		frames: make(chan *proto.Call, frameQueue), closed: make(chan struct{})}
-	callID, op := o.CallID, client.CallJoin
+	callID := o.CallID
 	if callID == "" {
-		// Catch up first: an invitation on its way makes this a join,
-		// not a second call (two members calling at once).
-		if err := cl.Sync(ctx); err != nil {
+		// Join the conversation's call if one is going on, or start one;
+		// two members calling at once end up in one call.
+		if callID, s.Started, err = cl.StartCall(ctx, conv); err != nil {
 			keys.Close()
-			return nil, err
+			return nil, fmt.Errorf("call: signal the members: %w", err)
 		}
-		cur, ok, err := cl.CurrentCall(ctx, conv)
-		if err != nil {
-			keys.Close()
-			return nil, err
-		}
-		if ok {
-			callID = cur.ID
-		} else {
-			callID, op, s.Started = client.NewCallID(), client.CallInvite, true
-		}
+	} else if err := cl.SendCallSignal(ctx, conv, callID, client.CallJoin); err != nil {
+		keys.Close()
+		return nil, fmt.Errorf("call: signal the members: %w", err)
 	}
 	s.stops = append(s.stops,
 		cl.OnCallFrame(func(f *proto.Call) {
@@ -122,11 +115,6 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 			}
 		}),
 	)
-	if err := cl.SendCallSignal(ctx, conv, callID, op); err != nil {
-		s.stop()
-		keys.Close()
-		return nil, fmt.Errorf("call: signal the members: %w", err)
-	}
 	s.Call, err = Join(ctx, Config{
 		GroupID: groupID, CallID: callID, Keys: keys,
 		Signal:   s.signal,

@@ -461,6 +461,15 @@ var methods = map[string]methodFunc{
 		}
 		return nil, c.SendCallSignal(ctx, a.Conv, a.CallID, a.Op)
 	}),
+	"callStart": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
+		// Place a call, or join the one going on; two members calling at
+		// once end up in one call (client.StartCall).
+		id, started, err := c.StartCall(ctx, a.Conv)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"callId": id, "started": started}, nil
+	}),
 	"currentCall": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
 		// The conversation's call going on, as far as this device knows.
 		st, ok, err := c.CurrentCall(ctx, a.Conv)

@@ -7,7 +7,7 @@
 // this page, and signals this page's own joins and leaves.
 
 import type { Account, Core, CoreEvent } from '../core/bridge';
-import { joinCall, newCallId, onCall, type ActiveCall } from './sfu';
+import { joinCall, onCall, type ActiveCall } from './sfu';
 
 export interface Ring {
   conv: string;
@@ -18,12 +18,20 @@ export interface Ring {
 /** How long an unanswered call rings. */
 const ringFor = 60_000;
 
-/** startCall starts a call in conv: joins it at the SFU, then rings the others. */
+/**
+ * startCall places a call in conv, or joins the one going on there: the
+ * core rings the others (or tells them we joined) and settles glare, two
+ * members calling at once, on one call. Then this page joins it at the
+ * SFU; if that fails (no microphone, say), the others learn we left.
+ */
 export async function startCall(core: Core, conv: string, title: string): Promise<ActiveCall> {
-  const callId = newCallId();
-  const call = await joinCall(core, conv, title, callId);
-  await core.call('callSend', { conv, callId, op: 'invite' });
-  return call;
+  const { callId } = await core.call('callStart', { conv });
+  try {
+    return await joinCall(core, conv, title, callId);
+  } catch (e) {
+    core.call('callSend', { conv, callId, op: 'leave' }).catch(() => {});
+    throw e;
+  }
 }
 
 /** joinRunning joins a call already going on in conv (accepting a ring, or from the header). */

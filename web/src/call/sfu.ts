@@ -68,12 +68,6 @@ export function activeCall(): ActiveCall | null {
   return current;
 }
 
-/** A random call id, as client/call's callers pick them: 16 bytes, hex. */
-export function newCallId(): string {
-  const b = crypto.getRandomValues(new Uint8Array(16));
-  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-}
-
 /** The conversation id is the MLS group id in hex; proto.Call carries it in base64. */
 export function groupIdBase64(conv: string): string {
   const bytes = conv.match(/../g)?.map((h) => parseInt(h, 16)) ?? [];
@@ -314,8 +308,8 @@ class SfuCall implements ActiveCall {
 
 /**
  * joinCall enters call callId of conversation conv through the SFU,
- * publishing the camera and microphone. Starting a call is joining one
- * under a new id (newCallId) and inviting the others to it.
+ * publishing the camera and microphone. The call's id comes from the
+ * core: callStart (placing a call, or joining the one going on) or a ring.
  */
 export async function joinCall(core: Core, conv: string, title: string, callId: string): Promise<ActiveCall> {
   if (current) throw new Error('You are already in a call.');
