@@ -122,16 +122,24 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 	if err != nil {
 		return proto.Sent{}, err
 	}
-	return wait()
+	sent, deliver, err := wait()
+	if deliver != nil {
+		deliver()
+	}
+	return sent, err
 }
 
 // QueueSend is Send in two steps, for a connection that pipelines its
 // sends: QueueSend checks the request and queues the message's append in
 // the store, and returns once it is queued; wait waits until the message
-// is durable, delivers it and returns what Send would have (call it
-// exactly once). Messages queued one after another by one caller are
-// appended in that order (their sequence numbers increase in that order),
-// whatever the other senders do, and none waits for the others' commits.
+// is durable and returns what Send would have (call it exactly once), and
+// deliver, when not nil (a message new to the log), hands the message to
+// the devices: call it once, after answering the sender, so that the
+// answers of a connection's sends that one commit made durable are ready
+// together, not each behind the previous one's fan-out. Messages queued
+// one after another by one caller are appended in that order (their
+// sequence numbers increase in that order), whatever the other senders
+// do, and none waits for the others' commits.
 //
 // Only application messages and proposals are queued so; a commit is
 // sequenced against the group's epoch, so QueueSend handles it (and every
@@ -139,20 +147,20 @@ func (s *Service) Send(ctx context.Context, sender store.DeviceID, group store.G
 // before returning, and wait only returns the result. A caller that wants
 // a commit to follow its earlier sends must wait for them first.
 //
-// ctx must last until wait has returned.
-func (s *Service) QueueSend(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (wait func() (proto.Sent, error), err error) {
+// ctx must last until wait and deliver have returned.
+func (s *Service) QueueSend(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (wait func() (sent proto.Sent, deliver func(), err error), err error) {
 	if req.Kind == proto.KindCommit {
 		sent, err := s.sendCommit(ctx, sender, group, req)
 		if err != nil {
 			return nil, err
 		}
-		return func() (proto.Sent, error) { return sent, nil }, nil
+		return func() (proto.Sent, func(), error) { return sent, nil, nil }, nil
 	}
 	return s.queue(ctx, sender, group, req)
 }
 
 // queue is QueueSend for everything but commits.
-func (s *Service) queue(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (func() (proto.Sent, error), error) {
+func (s *Service) queue(ctx context.Context, sender store.DeviceID, group store.GroupID, req *proto.Send) (func() (proto.Sent, func(), error), error) {
 	_, err := checkSend(group, req)
 	if err != nil {
 		return nil, err
@@ -177,20 +185,22 @@ func (s *Service) queue(ctx context.Context, sender store.DeviceID, group store.
 		}
 		appended = func() (store.Appended, error) { return a, nil }
 	}
-	return func() (proto.Sent, error) {
+	return func() (proto.Sent, func(), error) {
 		a, err := appended()
 		if err != nil {
-			return proto.Sent{}, err
+			return proto.Sent{}, nil, err
 		}
-		if err := s.expireBlobs(ctx, sender, req, blobs, m.ExpiresAt); err != nil {
-			return proto.Sent{}, err
-		}
+		var deliver func()
 		if !a.Duplicate {
 			s.m.Accepted.WithLabelValues(string(req.Kind)).Inc()
 			m.Seq, m.SentAt = a.Seq, a.SentAt
-			s.wakeGroup(ctx, &m)
+			deliver = func() { s.wakeGroup(ctx, &m) }
 		}
-		return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, nil
+		if err := s.expireBlobs(ctx, sender, req, blobs, m.ExpiresAt); err != nil {
+			// Stored: delivered, even though the sender gets the error.
+			return proto.Sent{}, deliver, err
+		}
+		return proto.Sent{Seq: a.Seq, Time: a.SentAt, Duplicate: a.Duplicate}, deliver, nil
 	}, nil
 }
 

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
+	"runtime"
 	"sync"
 
 	"github.com/hush-chat/hush/proto"
@@ -20,7 +22,8 @@ import (
 //   - in the background: a goroutine waits until the message is durable,
 //     then answers with its sent frame (or error frame), matched by the
 //     frame's ID. Answers may come in any order and between pushes; none
-//     comes before the message is durable.
+//     comes before the message is durable. Answers that are ready at once
+//     go in one write (see writeAnswers).
 //
 // At most maxInFlightSends sends of one connection are queued and not yet
 // answered; beyond that the reader waits for one to finish, so a client
@@ -38,7 +41,17 @@ type sendPipe struct {
 	// slots holds a token per send in flight; made by the reader at its
 	// first send (only the reader adds tokens, under session.mu).
 	slots chan struct{}
-	wg    sync.WaitGroup // the sends in flight
+	wg    sync.WaitGroup // the sends in flight: queued and not yet answered
+
+	// Answers are written in batches: the sends of a connection that one
+	// commit made durable finish at about the same time; each queues its
+	// answer at once, and the first to find no write under way (after
+	// handing its message to the devices) writes every answer queued then,
+	// and those queued meanwhile, in one write: one batch frame for a
+	// client that takes them (appendFrames), instead of a write each.
+	amu     sync.Mutex
+	answers [][]byte // encoded answers not yet written
+	writing bool     // a goroutine is writing answers
 }
 
 // wait returns once every send in flight has been answered.
@@ -80,15 +93,58 @@ func (s *session) send(f *proto.Frame) *proto.Frame {
 	p.wg.Add(1)
 	id := f.ID
 	go func() {
-		defer p.wg.Done()
-		defer func() { <-p.slots }()
-		sent, err := wait()
-		cancel()
+		defer cancel()
+		sent, deliver, err := wait()
 		reply := &proto.Frame{Type: proto.FrameSent, ID: id, Sent: &sent}
 		if err != nil {
 			reply = s.errorFrame(id, err)
 		}
-		s.writeFrame(reply) // a failed write closes the session
+		b, err := json.Marshal(reply)
+		if err != nil {
+			panic(err) // cannot fail: a frame has only marshalable fields
+		}
+		// The answer is queued before the message is handed to the
+		// devices, and written after: the answers of the connection's
+		// sends that the same commit made durable are queued meanwhile, and
+		// go in the same write; and no delivery waits for a write.
+		p.amu.Lock()
+		p.answers = append(p.answers, b)
+		p.amu.Unlock()
+		if deliver != nil {
+			deliver()
+		}
+		s.writeAnswers()
 	}()
 	return nil
+}
+
+// writeAnswers writes the queued answers to sends, in one write, unless a
+// write of answers is under way, which then writes them. A send stops
+// being in flight (its slot is freed, a commit barrier may pass) once its
+// answer is written.
+func (s *session) writeAnswers() {
+	p := &s.sends
+	// The store wakes a commit's callers one by one, and each runs until
+	// it blocks: yield once, so that the others queue their answers before
+	// this one takes them.
+	runtime.Gosched()
+	p.amu.Lock()
+	if p.writing {
+		p.amu.Unlock()
+		return
+	}
+	p.writing = true
+	for len(p.answers) > 0 {
+		batch := p.answers
+		p.answers = nil
+		p.amu.Unlock()
+		s.writeFrames(batch) // a failed write closes the session
+		for range batch {
+			<-p.slots
+			p.wg.Done()
+		}
+		p.amu.Lock()
+	}
+	p.writing = false
+	p.amu.Unlock()
 }

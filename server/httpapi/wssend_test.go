@@ -79,14 +79,19 @@ func (g *gatedStore) until(t *testing.T, cond func(queued, done int) bool) {
 // queued and unanswered; its reader waits for one to be answered before
 // queueing the next. The answers all come, each with its frame's id, and
 // the messages are stored in frame order.
-func TestSendsInFlightBound(t *testing.T) {
+// newSendSession returns a session of a device alone in a group, on the
+// real SQLite store gated by a gatedStore, over a net.Pipe whose client
+// end is returned, and a function making the i-th send frame (an MLS
+// application message of the group).
+func newSendSession(t *testing.T, batch bool) (s *session, g *gatedStore, server, client net.Conn, sendFrame func(i int) *proto.Frame) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "hush.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	g := &gatedStore{Store: st, release: make(chan struct{})}
+	t.Cleanup(func() { st.Close() })
+	g = &gatedStore{Store: st, release: make(chan struct{})}
 	u, err := st.CreateUser(ctx, "alice", []byte("identity"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,15 +115,34 @@ func TestSendsInFlightBound(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := metrics.New()
 	a := &API{Config: Config{Store: g, Delivery: delivery.New(g, bus.NewLocal(), delivery.Options{Logger: logger, Metrics: m}), Metrics: m, Logger: logger}}
-	server, client := net.Pipe()
-	defer client.Close()
-	s := &session{api: a, dev: store.Device{ID: dev.ID, UserID: u.ID}}
+	server, client = net.Pipe()
+	t.Cleanup(func() { client.Close() })
+	s = &session{api: a, dev: store.Device{ID: dev.ID, UserID: u.ID}, batch: batch}
 	s.conn = wsConn{server, s}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	if s.feed, err = a.Delivery.Follow(ctx, dev.ID, func() {}); err != nil {
 		t.Fatal(err)
 	}
-	defer s.close(ws.StatusNormalClosure, "")
+	t.Cleanup(func() { s.close(ws.StatusNormalClosure, "") })
+	var mu sync.Mutex // the group's state, for sendFrame from any goroutine
+	sendFrame = func(i int) *proto.Frame {
+		mu.Lock()
+		defer mu.Unlock()
+		msg, err := group.Encrypt(fmt.Appendf(nil, "message %d", i), nil)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		payload, _ := msg.Marshal()
+		return &proto.Frame{Type: proto.FrameSend, ID: uint64(i + 1), Send: &proto.SendFrame{GroupID: gid, Send: proto.Send{
+			ClientMsgID: fmt.Sprint("m", i), Kind: proto.KindApplication, Payload: payload,
+		}}}
+	}
+	return s, g, server, client, sendFrame
+}
+
+func TestSendsInFlightBound(t *testing.T) {
+	s, g, server, client, sendFrame := newSendSession(t, false)
 	var frames [][]byte
 	read := make(chan struct{})
 	go func() { // the client: take every frame the server writes
@@ -137,15 +161,11 @@ func TestSendsInFlightBound(t *testing.T) {
 	go func() {
 		defer close(reader)
 		for i := range n {
-			msg, err := group.Encrypt(fmt.Appendf(nil, "message %d", i), nil)
-			if err != nil {
-				t.Error(err)
+			f := sendFrame(i)
+			if f == nil {
 				return
 			}
-			payload, _ := msg.Marshal()
-			if r := s.send(&proto.Frame{Type: proto.FrameSend, ID: uint64(i + 1), Send: &proto.SendFrame{GroupID: gid, Send: proto.Send{
-				ClientMsgID: fmt.Sprint("m", i), Kind: proto.KindApplication, Payload: payload,
-			}}}); r != nil {
+			if r := s.send(f); r != nil {
 				reader <- r
 			}
 		}
@@ -179,5 +199,75 @@ func TestSendsInFlightBound(t *testing.T) {
 			t.Fatalf("frame %d answered with seq %d (or twice)", f.ID, f.Sent.Seq)
 		}
 		seen[f.ID] = true
+	}
+}
+
+// TestAnswersBatched: answers that are ready while another answer is
+// being written go out together in the next write, one batch frame for a
+// client that takes them, each still naming its frame; and a send stays
+// in flight (a commit would wait for it) until its answer is written.
+func TestAnswersBatched(t *testing.T) {
+	s, g, server, client, sendFrame := newSendSession(t, true)
+	const n = 10
+	for i := range n {
+		if r := s.send(sendFrame(i)); r != nil {
+			t.Fatalf("send %d answered at once: %+v", i, r)
+		}
+	}
+	// One answer is written, and its write blocks: the client does
+	// not read yet (net.Pipe has no buffer).
+	g.release <- struct{}{}
+	p := &s.sends
+	waitFor := func(cond func() bool) {
+		t.Helper()
+		for {
+			p.amu.Lock()
+			ok := cond()
+			p.amu.Unlock()
+			if ok {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	waitFor(func() bool { return p.writing && len(p.answers) == 0 })
+	// The other nine become durable (the store answers them one by one)
+	// and wait behind it.
+	for range n - 1 {
+		g.release <- struct{}{}
+	}
+	waitFor(func() bool { return len(p.answers) == n-1 })
+	if got := len(p.slots); got != n {
+		t.Fatalf("%d sends in flight before their answers were written, want %d", got, n)
+	}
+	var writes [][]byte
+	for len(writes) < 2 {
+		f, err := ws.ReadFrame(client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writes = append(writes, f.Payload)
+	}
+	s.sends.wait()
+	if got := len(p.slots); got != 0 {
+		t.Fatalf("%d sends in flight after their answers", got)
+	}
+	server.Close()
+	var first, second proto.Frame
+	if err := json.Unmarshal(writes[0], &first); err != nil || first.Type != proto.FrameSent || first.Sent == nil || first.Sent.Seq != first.ID {
+		t.Fatalf("first write %s", writes[0])
+	}
+	if err := json.Unmarshal(writes[1], &second); err != nil || second.Type != proto.FrameBatch || len(second.Frames) != n-1 {
+		t.Fatalf("second write %.200s: want a batch of %d answers", writes[1], n-1)
+	}
+	seen := map[uint64]bool{first.ID: true}
+	for _, f := range second.Frames {
+		if f.Type != proto.FrameSent || f.Sent == nil || f.Sent.Seq != f.ID || seen[f.ID] {
+			t.Fatalf("answer in the batch: %+v", f)
+		}
+		seen[f.ID] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d sends answered, want %d", len(seen), n)
 	}
 }
