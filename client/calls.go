@@ -83,6 +83,13 @@ type CallState struct {
 	Devices map[string]string `json:"devices"`
 }
 
+// RingAgainAfter is how old a call's invite must be for a device that
+// joins the call and finds nobody else's stream in it to invite the
+// members again (client/call's Session, the web page): a call outlives a
+// device that vanished without leaving, and joining it would ring nobody;
+// in a younger call the caller may just not be sending yet.
+const RingAgainAfter = 10 * time.Second
+
 // NewCallID returns a fresh random call id.
 func NewCallID() string { return NewMessageID() }
 

@@ -1182,3 +1182,81 @@ func mustGroupID(t *testing.T, conv string) []byte {
 	}
 	return gid
 }
+
+// TestCallRingsAgainWhenEmpty: a device that vanishes from a call
+// without telling the members (its process killed) leaves the call
+// current on every device, so the next member to call would join an
+// empty room and ring nobody. That member finds nobody else's stream in
+// the SFU's first offer and invites the members to the same call again:
+// the others' devices get the invite and show the call with that member
+// alone in it. A member who then joins the live call does not ring again.
+func TestCallRingsAgainWhenEmpty(t *testing.T) {
+	s, _ := startCallServer(t)
+	peers, conv := callGroup(t, s, "alice", "bob", "carol")
+	alice, bob, carol := peers[0], peers[1], peers[2]
+	ctx := context.Background()
+	start := func(p *callPeer) {
+		t.Helper()
+		st, err := call.Start(ctx, p.Client, conv, call.SessionOptions{LoopbackOnly: true, RingAgainAfter: time.Nanosecond})
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		p.s = st
+		t.Cleanup(func() { st.Leave(context.Background()) })
+		select {
+		case <-st.Connected():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: the call did not connect", p.name)
+		}
+	}
+	start(alice)
+	callID := alice.s.ID()
+	// alice vanishes: she leaves the SFU's room, and her devices never
+	// tell the members.
+	if err := alice.s.Call.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gid := mustGroupID(t, conv)
+	waitUntil(t, 10*time.Second, "alice gone from the room", func() bool { return len(s.Calls().Participants(gid, callID)) == 0 })
+	aliceDev := alice.deviceID(t)
+	for _, p := range []*callPeer{bob, carol} {
+		p.sync()
+		st, ok, err := p.CurrentCall(ctx, conv)
+		if err != nil || !ok || st.ID != callID || st.Devices[aliceDev] == "" {
+			t.Fatalf("%s: current call %+v, %v, %v; want alice's ghost call", p.name, st, ok, err)
+		}
+	}
+
+	start(bob)
+	if bob.s.ID() != callID || bob.s.Started {
+		t.Fatalf("bob: call %s (started %v), want to join %s", bob.s.ID(), bob.s.Started, callID)
+	}
+	waitUntil(t, 10*time.Second, "bob ringing the members again", bob.s.Rang)
+	bobDev := bob.deviceID(t)
+	waitUntil(t, 10*time.Second, "carol's invitation from bob", func() bool {
+		for _, e := range carol.eventsOf(hush.EventCall) {
+			if e.Text == string(hush.CallInvite) && e.CallID == callID && e.Device == bobDev {
+				return true
+			}
+		}
+		return false
+	})
+	st, ok, err := carol.CurrentCall(ctx, conv)
+	if err != nil || !ok || st.ID != callID || len(st.Devices) != 1 || st.Devices[bobDev] != "bob" {
+		t.Fatalf("carol: current call %+v, %v, %v; want %s with bob alone", st, ok, err, callID)
+	}
+
+	// bob is sending now; carol joins the live call and rings nobody.
+	defer sendWarmFrames([]*callPeer{bob})()
+	waitUntil(t, 10*time.Second, "bob's audio and video at the SFU", func() bool { return s.Calls().Stats().PacketsIn >= 20 })
+	start(carol)
+	// Connected follows carol's answer to the first offer, and the
+	// decision to ring follows it on the same goroutine, which Leave
+	// waits for.
+	if err := carol.s.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if carol.s.Rang() {
+		t.Fatal("carol rang the members again for a call with bob in it")
+	}
+}

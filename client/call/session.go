@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,11 @@ type SessionOptions struct {
 	ICEServers   []proto.ICEServer
 	MaxDelay     time.Duration
 	Logger       *slog.Logger
+
+	// RingAgainAfter: a device joining a call whose invite is older than
+	// this, and finding nobody else's stream in it, invites the members
+	// again (see [Session.Rang]); 0 selects client.RingAgainAfter.
+	RingAgainAfter time.Duration
 }
 
 // A Session is this device in a conversation's call, wired to the
@@ -54,6 +60,9 @@ type Session struct {
 	moved   client.PushConn // the connection to the node hosting the room, once the call moved there
 	stops   []func()
 	removed atomic.Bool
+	rang    atomic.Bool
+	old     bool       // joined a call whose invite is older than RingAgainAfter
+	ringMu  sync.Mutex // orders ring's invite before Leave's leave
 	closed  chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -98,6 +107,14 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 		keys.Close()
 		return nil, fmt.Errorf("call: signal the members: %w", err)
 	}
+	if !s.Started {
+		after := o.RingAgainAfter
+		if after == 0 {
+			after = client.RingAgainAfter
+		}
+		st, ok, err := cl.CurrentCall(ctx, conv)
+		s.old = err == nil && ok && st.ID == callID && time.Since(st.Started) > after
+	}
 	s.stops = append(s.stops,
 		cl.OnCallFrame(func(f *proto.Call) {
 			if !bytes.Equal(f.GroupID, groupID) || f.CallID != callID {
@@ -135,6 +152,7 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 
 // handleFrames passes the SFU's frames to the call, in order.
 func (s *Session) handleFrames() {
+	offered := false
 	for {
 		select {
 		case <-s.closed:
@@ -148,6 +166,13 @@ func (s *Session) handleFrames() {
 				err = s.move(ctx, f.URL)
 			} else {
 				err = s.Handle(ctx, f)
+				if err == nil && f.Op == proto.CallOffer && !offered {
+					offered = true
+					if s.old && alone(f.SDP) {
+						s.rang.Store(true)
+						s.wg.Go(s.ring)
+					}
+				}
 			}
 			if err != nil && !errors.Is(err, ErrEnded) {
 				s.log.Warn("call: SFU frame", "op", f.Op, "err", err)
@@ -156,6 +181,46 @@ func (s *Session) handleFrames() {
 		}
 	}
 }
+
+// alone reports whether an SFU offer carries no other participant's
+// stream: the SFU offers each published track as a sendonly section, and
+// its first offer to a joining device has every track published so far.
+func alone(sdp string) bool {
+	for line := range strings.SplitSeq(sdp, "\n") {
+		if strings.TrimSpace(line) == "a=sendonly" {
+			return false
+		}
+	}
+	return true
+}
+
+// ring invites the members again to the call this device joined and
+// found empty (and older than RingAgainAfter). A call stays current on
+// the members' devices until its last device leaves, and a device that
+// crashed or lost its connection never says it left, so a call can
+// outlive everyone in it; joining it would then ring nobody. Inviting to
+// the same call id makes it current again with this device alone in it,
+// and the others' devices ring.
+func (s *Session) ring() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Not after hanging up: Leave's leave must be the last word.
+	s.ringMu.Lock()
+	defer s.ringMu.Unlock()
+	select {
+	case <-s.closed:
+		return
+	default:
+	}
+	if err := s.cl.SendCallSignal(ctx, s.conv, s.cfg.CallID, client.CallInvite); err != nil {
+		s.log.Warn("call: ring the members", "err", err)
+	}
+}
+
+// Rang reports whether this device, having joined a call it found
+// empty, invites the members to it again (decided when the SFU's first
+// offer is handled; the invite goes out unless the call is left first).
+func (s *Session) Rang() bool { return s.rang.Load() }
 
 // signal sends a frame to the SFU hosting the call: through the client's
 // push connection, or through the connection to the node the call moved
@@ -280,7 +345,9 @@ func (s *Session) Leave(ctx context.Context) error {
 	s.once.Do(func() {
 		s.stop()
 		err = s.Call.Leave(ctx)
+		s.ringMu.Lock()
 		close(s.closed)
+		s.ringMu.Unlock()
 		if errors.Is(err, client.ErrOffline) {
 			err = nil // the connection is gone, and the SFU let us go with it
 		}

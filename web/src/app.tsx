@@ -234,12 +234,7 @@ function Main({ core, account }: { core: Core; account: Account }) {
           onModal={setModal}
           onDetails={() => setDetails((d) => !d)}
           ongoing={!call && ongoing ? ongoing : null}
-          onCall={
-            call
-              ? undefined
-              : () =>
-                  (ongoing ? joinRunning(core, current.id, current.title, ongoing.id) : startCall(core, current.id, current.title)).catch((e) => notify(friendly(e)))
-          }
+          onCall={call ? undefined : () => startCall(core, current.id, current.title).catch((e) => notify(friendly(e)))}
           onError={(e) => notify(friendly(e))}
           refresh={refresh}
           startUpload={startUpload}

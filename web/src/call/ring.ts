@@ -25,16 +25,16 @@ const ringFor = 60_000;
  * SFU; if that fails (no microphone, say), the others learn we left.
  */
 export async function startCall(core: Core, conv: string, title: string): Promise<ActiveCall> {
-  const { callId } = await core.call('callStart', { conv });
+  const { callId, ringIfEmpty } = await core.call('callStart', { conv });
   try {
-    return await joinCall(core, conv, title, callId);
+    return await joinCall(core, conv, title, callId, ringIfEmpty);
   } catch (e) {
     core.call('callSend', { conv, callId, op: 'leave' }).catch(() => {});
     throw e;
   }
 }
 
-/** joinRunning joins a call already going on in conv (accepting a ring, or from the header). */
+/** joinRunning joins the call that rang (accepting a ring). */
 export async function joinRunning(core: Core, conv: string, title: string, callId: string): Promise<ActiveCall> {
   forget(callId);
   const call = await joinCall(core, conv, title, callId);

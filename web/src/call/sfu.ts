@@ -118,6 +118,7 @@ class SfuCall implements ActiveCall {
     public title: string,
     public local: MediaStream,
     public media: SecureMedia,
+    private ringIfEmpty: boolean,
   ) {
     this.groupId = groupIdBase64(conv);
     this.off = core.on((e) => this.onEvent(e));
@@ -273,6 +274,16 @@ class SfuCall implements ActiveCall {
     const sdp = await gathered(pc);
     if (this.ended()) return;
     await this.core.call('callSignal', this.frame('answer', sdp));
+    if (this.ringIfEmpty) {
+      this.ringIfEmpty = false;
+      // Joined a call that may have outlived everyone in it (a device
+      // that vanished never says it left): with nobody else's stream in
+      // the SFU's first offer, invite the members again (client/call's
+      // Session does the same).
+      if (![...dirs.values()].includes('sendonly')) {
+        this.core.call('callSend', { conv: this.conv, callId: this.callId, op: 'invite' }).catch(() => {});
+      }
+    }
   }
 
   private ended() {
@@ -310,8 +321,10 @@ class SfuCall implements ActiveCall {
  * joinCall enters call callId of conversation conv through the SFU,
  * publishing the camera and microphone. The call's id comes from the
  * core: callStart (placing a call, or joining the one going on) or a ring.
+ * ringIfEmpty invites the members again if the SFU's first offer shows
+ * nobody else in the call (callStart says when).
  */
-export async function joinCall(core: Core, conv: string, title: string, callId: string): Promise<ActiveCall> {
+export async function joinCall(core: Core, conv: string, title: string, callId: string, ringIfEmpty = false): Promise<ActiveCall> {
   if (current) throw new Error('You are already in a call.');
   const media = await SecureMedia.open(core, conv);
   let local: MediaStream;
@@ -326,7 +339,7 @@ export async function joinCall(core: Core, conv: string, title: string, callId: 
     media.close();
     throw e instanceof DOMException && e.name === 'NotAllowedError' ? new Error('Hush needs your microphone for calls: allow it in the browser and try again.') : e;
   }
-  const call = new SfuCall(core, conv, callId, title, local, media);
+  const call = new SfuCall(core, conv, callId, title, local, media, ringIfEmpty);
   current = call;
   announce(call);
   try {

@@ -164,7 +164,7 @@ interface Methods {
   shown: [{ conv: string; ids: string[] }, null];
   callSignal: [CallFrame, null];
   callSend: [{ conv: string; callId: string; op: CallOp }, null];
-  callStart: [{ conv: string }, { callId: string; started: boolean }];
+  callStart: [{ conv: string }, { callId: string; started: boolean; ringIfEmpty: boolean }];
   currentCall: [{ conv: string }, CallState | null];
   callKeys: [{ conv: string }, { epoch: number; groupSize: number; leafIndex: number; baseKey: string }];
   timerPresets: [Record<string, never>, Array<{ seconds: number; label: string }>];
