@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -135,6 +136,9 @@ func runForward(b *testing.B, s *SFU) {
 	}
 	elapsed, cpu := time.Since(start), cpuTime().Sub(startCPU)
 	st := s.Stats()
+	// The generator's participants still signal as they leave: drain
+	// them, or the child blocks on a full pipe and cmd.Wait waits on it.
+	go io.Copy(io.Discard, childOut)
 	for _, se := range sessions {
 		se.Close()
 	}
