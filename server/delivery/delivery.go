@@ -385,7 +385,7 @@ func (s *Service) Ack(ctx context.Context, dev store.DeviceID, acks []proto.AckI
 			}
 		}
 	}
-	defer s.hub.each(dev, (*Feed).Acked)
+	defer s.hub.each(dev, func(f *Feed) { f.ackedGroups(acks) })
 	ack := func(a proto.AckItem) error {
 		if a.Inbox {
 			return s.store.AckDirect(ctx, dev, a.Seq)

@@ -50,6 +50,7 @@ type Feed struct {
 	typing  []proto.Typing     // typing signals since the last Next
 	full    bool               // a full read is due: first read, direct mail, rescan
 	acked   bool               // the device acknowledged something since the last Next
+	ackedTo map[string]uint64  // the highest seq the device acknowledged, by group
 	poll    bool               // a poll is due
 	revoked bool
 	dropped bool        // offers were dropped (maxOffers): gaps are read at once
@@ -58,13 +59,19 @@ type Feed struct {
 	closed  bool
 
 	// Owned by the caller of Next.
-	inbox    uint64               // highest inbox seq returned
-	pushed   map[string]uint64    // highest seq returned, by group
-	stalled  bool                 // a full read found Window messages unacknowledged
-	held     map[string][]offer   // offers past a gap, by group, sorted by seq
-	want     map[string]uint64    // highest seq announced and not yet returned, by group
-	gapSince map[string]time.Time // when the group's current gap was first held
-	reading  map[string]bool      // groups with more than Window to read
+	inbox   uint64            // highest inbox seq returned
+	pushed  map[string]uint64 // highest seq returned, by group
+	stalled bool              // a full read found Window messages unacknowledged
+	fullDue bool              // a full read was asked for while stalled
+	// Of the last full read that stalled: the group of its last message
+	// ("" if it held direct mail only), and, for each group it held, the
+	// seq before its first message (the device's cursor then, or less).
+	stallLast string
+	stallBase map[string]uint64
+	held      map[string][]offer   // offers past a gap, by group, sorted by seq
+	want      map[string]uint64    // highest seq announced and not yet returned, by group
+	gapSince  map[string]time.Time // when the group's current gap was first held
+	reading   map[string]bool      // groups with more than Window to read
 }
 
 // Push is what Next returns.
@@ -283,7 +290,10 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 		f.gapSince = make(map[string]time.Time)
 		f.reading = make(map[string]bool)
 	}
-	if acked && f.stalled {
+	if full && f.stalled {
+		f.fullDue = true // direct mail, a rescan: read at the next acknowledgement
+	}
+	if acked && f.stalled && (f.fullDue || !f.covered()) {
 		f.stalled, full = false, true
 	}
 	if poll {
@@ -291,6 +301,7 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 	}
 	out := Push{Typing: typing}
 	if full && !f.stalled {
+		f.fullDue = false
 		ms, err := f.readAll(ctx)
 		if err != nil {
 			return Push{}, err
@@ -425,6 +436,16 @@ func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
 		return nil, err
 	}
 	f.stalled = len(p.Direct)+len(p.Messages) >= Window
+	f.stallLast, f.stallBase = "", nil
+	if f.stalled && len(p.Messages) > 0 {
+		f.stallLast = string(p.Messages[len(p.Messages)-1].GroupID)
+		f.stallBase = make(map[string]uint64)
+		for i := range p.Messages {
+			if g := string(p.Messages[i].GroupID); !has(f.stallBase, g) {
+				f.stallBase[g] = p.Messages[i].Seq - 1
+			}
+		}
+	}
 	var out [][]byte
 	for i := range p.Direct {
 		if d := &p.Direct[i]; d.Seq > f.inbox {
@@ -445,6 +466,59 @@ func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// covered reports whether a full read now would return nothing but what
+// the stalled one did and what was pushed since, so that a stalled Feed
+// need not read at each acknowledgement. A full read returns the
+// device's oldest Window pending messages, group by group in the order
+// of their ids; the stalled one ended in group stallLast, so one now
+// reaches past it (to messages this Feed may not know of) only once
+// fewer than Window remain unacknowledged in the groups it held. Those
+// groups are followed (their offers and gaps pushed, see take), so what
+// they hold is at most what was pushed after each one's acknowledged seq
+// (or, unacknowledged since, its cursor then): the count below, which
+// counts the device's own messages too, so it errs towards not reading.
+// Then the read is left to the acknowledgement that brings the count
+// below Window (the device acknowledges what it has read), or to a poll;
+// direct mail or a rescan meanwhile still reads at the next
+// acknowledgement (fullDue).
+func (f *Feed) covered() bool {
+	if f.stallLast == "" {
+		return false // direct mail filled the read: its cursor is unknown here
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var n uint64
+	for g, base := range f.stallBase {
+		from := max(base, f.ackedTo[g])
+		if p := f.pushed[g]; p > from {
+			n += p - from
+		}
+	}
+	return n >= Window
+}
+
+func has(m map[string]uint64, k string) bool { _, ok := m[k]; return ok }
+
+// ackedGroups records the device's acknowledgements of group messages.
+func (f *Feed) ackedGroups(acks []proto.AckItem) {
+	if f.sendOnly {
+		return
+	}
+	f.mu.Lock()
+	for _, a := range acks {
+		if a.Inbox {
+			continue
+		}
+		if f.ackedTo == nil {
+			f.ackedTo = make(map[string]uint64)
+		}
+		f.ackedTo[string(a.GroupID)] = max(f.ackedTo[string(a.GroupID)], a.Seq)
+	}
+	f.acked = true
+	f.mu.Unlock()
+	f.notify()
 }
 
 // Close ends the Feed's subscription. notify is not called after Close

@@ -1,8 +1,8 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
-
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -19,10 +19,16 @@ import (
 	"github.com/hush-chat/hush/store/sqlite"
 )
 
-// countingStore is the real SQLite store, counting FetchGroup reads.
+// countingStore is the real SQLite store, counting FetchGroup and Fetch
+// reads.
 type countingStore struct {
 	store.Store
-	fetchGroup atomic.Int64
+	fetchGroup, fetch atomic.Int64
+}
+
+func (c *countingStore) Fetch(ctx context.Context, dev store.DeviceID, limit int) (store.Pending, error) {
+	c.fetch.Add(1)
+	return c.Store.Fetch(ctx, dev, limit)
 }
 
 func (c *countingStore) FetchGroup(ctx context.Context, dev store.DeviceID, g store.GroupID, after uint64, limit int) ([]store.Message, error) {
@@ -232,5 +238,79 @@ func TestFeedReadsGapPastBound(t *testing.T) {
 	}
 	if n := x.st.fetchGroup.Load(); n != 1 {
 		t.Fatalf("%d store reads, want 1", n)
+	}
+}
+
+// A Feed whose full read found Window messages unacknowledged (stalled)
+// reads everything pending again at an acknowledgement only once fewer
+// than Window of what it pushed remain unacknowledged, or when direct
+// mail or a rescan asked for a read meanwhile: not at every
+// acknowledgement of a device that stays behind a busy group, whose
+// messages it pushes from offers anyway. A message of another group that
+// it was never told of is found by the read that follows the device's
+// catching up.
+func TestFeedStalledReadsOnlyWhenBehindLess(t *testing.T) {
+	x := newGapFixture(t)
+	ctx := t.Context()
+	other := bytes.Repeat([]byte{0xff}, 32) // after x.group in a full read
+	if bytes.Compare(x.group, other) >= 0 {
+		t.Skip("the random group id sorts last")
+	}
+	if err := x.st.CreateGroup(ctx, other, x.alice, 0, []store.DeviceID{x.alice, x.bob}); err != nil {
+		t.Fatal(err)
+	}
+	unknown, err := x.st.AppendMessage(ctx, store.Message{GroupID: other, Sender: x.alice, ClientMsgID: "unknown", Kind: store.KindApplication, Payload: []byte{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := func(n int) (last uint64) {
+		for range n {
+			m := x.append(t, x.alice)
+			x.hand(m)
+			last = m.Seq
+		}
+		if got := x.next(t); len(got) != n || got[n-1] != last {
+			t.Fatalf("pushed %d offers (last %v), want %d up to %d", len(got), got[len(got)-1:], n, last)
+		}
+		return last
+	}
+	ack := func(seq uint64) {
+		if err := x.s.Ack(ctx, x.bob, []proto.AckItem{{GroupID: x.group, Seq: seq}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := live(Window)
+	x.f.rescan() // a full read: Window unacknowledged, all pushed already
+	if got := x.next(t); len(got) != 0 {
+		t.Fatalf("the full read pushed %d again", len(got))
+	}
+	reads := x.st.fetch.Load()
+	// The device stays behind: it acknowledges 50, then 150, while 200
+	// more arrive; more than Window stay unacknowledged each time.
+	head = live(200)
+	ack(50)
+	x.next(t)
+	ack(150)
+	x.next(t)
+	if n := x.st.fetch.Load() - reads; n != 0 {
+		t.Fatalf("%d full reads at acknowledgements with more than Window unacknowledged, want none", n)
+	}
+	// Direct mail (here a rescan) while stalled: read at the next
+	// acknowledgement, even one that leaves the device behind.
+	x.f.rescan()
+	x.next(t)
+	ack(160)
+	x.next(t)
+	if n := x.st.fetch.Load() - reads; n != 1 {
+		t.Fatalf("%d full reads after a rescan and an acknowledgement, want 1", n)
+	}
+	// The device catches up: the read at its acknowledgement finds the
+	// other group's message.
+	ack(head)
+	if got := x.next(t); fmt.Sprint(got) != fmt.Sprint([]uint64{unknown.Seq}) {
+		t.Fatalf("after catching up: pushed %v, want the other group's message %d", got, unknown.Seq)
+	}
+	if n := x.st.fetch.Load() - reads; n != 2 {
+		t.Fatalf("%d full reads in all, want 2", n)
 	}
 }
