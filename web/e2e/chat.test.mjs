@@ -394,6 +394,42 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
     await bob.page.locator('[data-testid=call]').waitFor({ state: 'detached', timeout: T });
   });
 
+  it('rings again for a call that outlived its caller (a page gone mid-call)', async () => {
+    await openConversation(alice, 'bob');
+    await openConversation(bob, 'alice');
+    const placed = Date.now();
+    await alice.page.click('[data-testid=call-button]');
+    await alice.page.locator('[data-testid=call]').waitFor({ timeout: T });
+    await bob.page.locator('[data-testid=ringing]').waitFor({ timeout: T });
+    await bob.page.click('[data-testid=decline-call]');
+    // Alice's page goes away in the middle of the call without hanging up
+    // (a reload here; a crash or a closed laptop alike): nobody tells the
+    // members, so the call stays current on bob's side, with alice in it.
+    await alice.page.reload();
+    await alice.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
+    await openConversation(alice, 'bob');
+    await bob.page.locator('[data-testid=join-call]').waitFor({ timeout: T });
+    // Once the call is older than client.RingAgainAfter (10 s), bob joins
+    // it, finds nobody in the SFU's room, and rings alice again.
+    await bob.page.waitForTimeout(Math.max(0, placed + 11_000 - Date.now()));
+    await bob.page.click('[data-testid=join-call]');
+    await bob.page.locator('[data-testid=call]').waitFor({ timeout: T });
+    await alice.page.locator('[data-testid=ringing]').waitFor({ timeout: T });
+    assert.match(await alice.page.locator('[data-testid=ringing]').textContent(), /bob/);
+    await alice.page.click('[data-testid=accept-call]');
+    for (const p of [alice, bob]) {
+      const s = await eventually(`${p.name}'s frames in the call rung again`, async () => {
+        const s = await callStats(p);
+        return s.decrypted > 20 ? s : null;
+      });
+      assert.equal(s.failed, 0, `${p.name}: frames that did not open: ${s.error}`);
+    }
+    for (const p of [alice, bob]) {
+      await p.page.click('[data-testid=hangup]');
+      await p.page.locator('[data-testid=call]').waitFor({ state: 'detached', timeout: T });
+    }
+  });
+
   it('calls between a browser and the command line through the SFU, each side decrypting the other', async () => {
     // Real Opus and VP8 for carol, encoded by the browser's WebCodecs.
     const ogg = path.join(server.dir, 'carol.ogg');
