@@ -2,6 +2,7 @@ package calls
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,11 +19,14 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
 	"golang.org/x/net/ipv4"
 
 	"github.com/hush-chat/hush/client/call"
+	"github.com/hush-chat/hush/internal/rtc"
 	"github.com/hush-chat/hush/mls"
 	"github.com/hush-chat/hush/proto"
+	"github.com/hush-chat/hush/sframe"
 )
 
 // Load of BenchmarkForward: rooms of participants, each publishing audio
@@ -68,7 +72,11 @@ func runForward(b *testing.B, s *SFU) {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLoadGenerator$")
-	cmd.Env = append(os.Environ(), "HUSH_CALLS_LOADGEN=1")
+	mode := os.Getenv("HUSH_CALLS_LOADGEN") // "clients" for full clients
+	if mode == "" {
+		mode = "replay"
+	}
+	cmd.Env = append(os.Environ(), "HUSH_CALLS_LOADGEN="+mode)
 	cmd.ExtraFiles = []*os.File{toChild, fromChild}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -163,10 +171,27 @@ func cpuTime() time.Time {
 	return time.Unix(0, ru.Utime.Nano()+ru.Stime.Nano())
 }
 
+// loadDevice is one participant of BenchmarkForward's load generator.
+type loadDevice interface {
+	Handle(ctx context.Context, c *proto.Call) error
+	Connected() <-chan struct{}
+	Leave(ctx context.Context) error
+	// pump sends audio and video until stop.
+	pump(stop <-chan struct{})
+}
+
 // TestLoadGenerator is BenchmarkForward's child process: it runs the
 // rooms' participants, signalling over fd 3 (in) and 4 (out).
+//
+// By default each participant replays SFrame frames it encrypted once,
+// and reads the media it receives without decrypting it (replayDevice),
+// so that the generator costs little more than its PeerConnections and
+// reaches its nominal rate on a small machine. HUSH_CALLS_LOADGEN=clients
+// runs full clients instead (client/call: SFrame-encrypting every frame,
+// depacketizing and decrypting everything received), as devices do.
 func TestLoadGenerator(t *testing.T) {
-	if os.Getenv("HUSH_CALLS_LOADGEN") == "" {
+	mode := os.Getenv("HUSH_CALLS_LOADGEN")
+	if mode == "" {
 		t.Skip("run by BenchmarkForward")
 	}
 	in, out := os.NewFile(3, "in"), os.NewFile(4, "out")
@@ -178,13 +203,24 @@ func TestLoadGenerator(t *testing.T) {
 		enc.Encode(m)
 	}
 	ctx := context.Background()
-	calls := make(map[string]*call.Call)
+	calls := make(map[string]loadDevice)
 	var cmu sync.Mutex
-	var all []*call.Call
+	var all []loadDevice
 	for r := range benchRooms {
 		h := &harness{t: t, group: fmt.Appendf(nil, "room-%d", r), callID: "bench"}
 		for _, p := range h.newMembers(benchParticipants) {
 			dev := fmt.Sprintf("r%d-%s", r, p.name)
+			if mode != "clients" {
+				d, err := newReplayDevice(p, func(c *proto.Call) { send(signal{Device: dev, Call: c}) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				cmu.Lock()
+				calls[dev] = d
+				all = append(all, d)
+				cmu.Unlock()
+				continue
+			}
 			c, err := call.Join(ctx, call.Config{
 				GroupID: h.group, CallID: h.callID, Keys: p.keys, LoopbackOnly: true,
 				Signal: func(_ context.Context, c *proto.Call) error {
@@ -205,8 +241,8 @@ func TestLoadGenerator(t *testing.T) {
 				t.Fatal(err)
 			}
 			cmu.Lock()
-			calls[dev] = c
-			all = append(all, c)
+			calls[dev] = clientDevice{c}
+			all = append(all, clientDevice{c})
 			cmu.Unlock()
 		}
 	}
@@ -234,8 +270,7 @@ func TestLoadGenerator(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, c := range all {
-		wg.Go(func() { pump(c.Audio(), 20*time.Millisecond, 960, 120, stop) })
-		wg.Go(func() { pump(c.Video(), time.Second/videoFPS, 90000/videoFPS, 1000, stop) })
+		wg.Go(func() { c.pump(stop) })
 	}
 	time.Sleep(benchDuration)
 	close(stop)
@@ -243,6 +278,175 @@ func TestLoadGenerator(t *testing.T) {
 	send(signal{}) // stop
 	for _, c := range all {
 		c.Leave(ctx)
+	}
+}
+
+// clientDevice is a full client.
+type clientDevice struct{ *call.Call }
+
+func (c clientDevice) pump(stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	wg.Go(func() { pump(c.Audio(), 20*time.Millisecond, 960, 120, stop) })
+	wg.Go(func() { pump(c.Video(), time.Second/videoFPS, 90000/videoFPS, 1000, stop) })
+	wg.Wait()
+}
+
+// replayDevice is a participant that sends what a client would, SFrame
+// frames in RTP packets as client/call packetizes them, but encrypts
+// only replayFrames frames of each stream, once, and replays them; and
+// that reads what it receives as RTP, without depacketizing or
+// decrypting it. Its PeerConnection is a client's (rtc.NewAPI).
+type replayDevice struct {
+	send         func(*proto.Call)
+	api          *webrtc.API
+	audio, video *webrtc.TrackLocalStaticRTP
+	// The packets' payloads: audio an SFrame frame, video a VP8 payload
+	// descriptor and an SFrame frame.
+	audioFrames, videoFrames [][]byte
+
+	mu        sync.Mutex
+	pc        *webrtc.PeerConnection
+	connected chan struct{}
+	once      sync.Once
+}
+
+// replayFrames is how many frames of each stream a replayDevice encrypts.
+const replayFrames = 64
+
+func newReplayDevice(p *participant, send func(*proto.Call)) (*replayDevice, error) {
+	api, err := rtc.NewAPI(rtc.Config{LoopbackOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	d := &replayDevice{send: send, api: api, connected: make(chan struct{})}
+	if d.audio, err = webrtc.NewTrackLocalStaticRTP(rtc.Opus, "audio", "hush"); err != nil {
+		return nil, err
+	}
+	if d.video, err = webrtc.NewTrackLocalStaticRTP(rtc.VP8, "video", "hush"); err != nil {
+		return nil, err
+	}
+	size := uint32(len(p.group.Members()))
+	for ctxID, frames := range []*[][]byte{&d.audioFrames, &d.videoFrames} {
+		// The context ids and suite of client/call's Keys.
+		k, err := sframe.NewMLSKeys(sframe.MLSConfig{Suite: call.Suite, LeafIndex: p.group.Index(), ContextID: uint64(ctxID)}, p.group.Epoch(), size, p.group.Export)
+		if err != nil {
+			return nil, err
+		}
+		plain := make([]byte, 120)
+		plain[0] = opusTOC
+		var prefix []byte
+		if ctxID == 1 {
+			plain = make([]byte, 1000)
+			prefix = []byte{0x10} // VP8 payload descriptor: start of partition 0
+		}
+		for range replayFrames {
+			ct, err := k.Encrypt(bytes.Clone(prefix), nil, plain)
+			if err != nil {
+				return nil, err
+			}
+			*frames = append(*frames, ct)
+		}
+	}
+	send(&proto.Call{GroupID: p.h.group, CallID: p.h.callID, Op: proto.CallJoin})
+	return d, nil
+}
+
+func (d *replayDevice) Connected() <-chan struct{} { return d.connected }
+
+// Handle answers the SFU's offers as client/call does.
+func (d *replayDevice) Handle(ctx context.Context, c *proto.Call) error {
+	if c.Op != proto.CallOffer {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pc == nil {
+		pc, err := d.api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+		if err != nil {
+			return err
+		}
+		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+			if s == webrtc.PeerConnectionStateConnected {
+				d.once.Do(func() { close(d.connected) })
+			}
+		})
+		pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := t.Read(buf); err != nil {
+					return
+				}
+			}
+		})
+		d.pc = pc
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.SDP}); err != nil {
+			return err
+		}
+		for _, t := range []webrtc.TrackLocal{d.audio, d.video} {
+			s, err := pc.AddTrack(t)
+			if err != nil {
+				return err
+			}
+			go func() {
+				for {
+					if _, _, err := s.ReadRTCP(); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	} else if err := d.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: c.SDP}); err != nil {
+		return err
+	}
+	a, err := d.pc.CreateAnswer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(d.pc)
+	if err := d.pc.SetLocalDescription(a); err != nil {
+		return err
+	}
+	<-gathered
+	d.send(&proto.Call{GroupID: c.GroupID, CallID: c.CallID, Op: proto.CallAnswer, SDP: d.pc.LocalDescription().SDP})
+	return nil
+}
+
+func (d *replayDevice) Leave(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pc != nil {
+		return d.pc.Close()
+	}
+	return nil
+}
+
+func (d *replayDevice) pump(stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	wg.Go(func() { replay(d.audio, d.audioFrames, 20*time.Millisecond, 960, false, stop) })
+	wg.Go(func() { replay(d.video, d.videoFrames, time.Second/videoFPS, 90000/videoFPS, true, stop) })
+	wg.Wait()
+}
+
+// replay sends one of frames, in turn, every interval until stop. When
+// the machine is busy and a tick comes late, it catches up: the rate
+// stays the nominal one on average.
+func replay(t *webrtc.TrackLocalStaticRTP, frames [][]byte, interval time.Duration, step uint32, video bool, stop <-chan struct{}) {
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2, Marker: video}}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	start := time.Now()
+	for i := 0; ; {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		for due := int(time.Since(start) / interval); i < due; i++ {
+			pkt.Payload = frames[i%len(frames)]
+			_ = t.WriteRTP(pkt)
+			pkt.SequenceNumber++
+			pkt.Timestamp += step
+		}
 	}
 }
 
