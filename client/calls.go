@@ -107,8 +107,8 @@ func (c *Client) applyCall(tx *tx, cv *Conversation, o origin, s *CallSignal, ev
 		if ok && len(st.Devices) > 0 && st.ID != s.ID && !(o.seq != 0 && st.Seq != 0 && o.seq < st.Seq) {
 			// A call is going on and this invite does not precede it in
 			// the log: the invite lost (glare), and its sender joins ours.
-			changed = false
-			break
+			// Nothing rings for it, so it is no event either.
+			return nil
 		}
 		st = CallState{ID: s.ID, Started: o.time, Seq: o.seq, Devices: map[string]string{o.device: o.user}}
 	case CallJoin:
