@@ -48,7 +48,9 @@ type Dialect struct {
 	// heads: "FOR UPDATE" on Postgres, so that nobody else appends to
 	// them until the batch's transaction ends; empty on SQLite.
 	LockRows string
-	// Typed: parameters in VALUES lists need a cast to their type (Postgres).
+	// Typed: parameters in VALUES lists need a cast to their type
+	// (Postgres). Untyped (SQLite), batched statements number their
+	// parameters by position (?) instead of $N; see batchSQL.
 	Typed bool
 }
 
