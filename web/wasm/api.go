@@ -192,6 +192,18 @@ type (
 	}
 )
 
+// began starts the bridge's push loop for a device that has just got
+// its account (registered, or linked), and returns the account.
+func (b *bridge) began(acct *client.Account, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	b.startLocked()
+	b.mu.Unlock()
+	return accountJSON(acct), nil
+}
+
 // methods is the bridge's API; web/src/core/bridge.ts declares the same
 // names with their argument and result types.
 var methods = map[string]methodFunc{
@@ -205,26 +217,12 @@ var methods = map[string]methodFunc{
 	"register": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
 		Username string `json:"username"`
 	}, _ []byte) (any, error) {
-		acct, err := c.Register(ctx, b.server, a.Username)
-		if err != nil {
-			return nil, err
-		}
-		b.mu.Lock()
-		b.startLocked()
-		b.mu.Unlock()
-		return accountJSON(acct), nil
+		return b.began(c.Register(ctx, b.server, a.Username))
 	}),
 	"linkNew": with(func(ctx context.Context, b *bridge, c *client.Client, a struct {
 		Code string `json:"code"`
 	}, _ []byte) (any, error) {
-		acct, err := c.LinkNew(ctx, b.server, a.Code)
-		if err != nil {
-			return nil, err
-		}
-		b.mu.Lock()
-		b.startLocked()
-		b.mu.Unlock()
-		return accountJSON(acct), nil
+		return b.began(c.LinkNew(ctx, b.server, a.Code))
 	}),
 	"linkOffer": func(ctx context.Context, b *bridge, c *client.Client, _, _ []byte) (any, error) {
 		o, err := c.Link(ctx)
