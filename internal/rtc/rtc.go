@@ -11,12 +11,16 @@ package rtc
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 
+	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/sdp/v3"
+	"github.com/pion/transport/v4/packetio"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -40,6 +44,30 @@ var (
 	}
 )
 
+// srtpProfiles are the SRTP protection profiles offered in DTLS, in order
+// of preference; the DTLS server picks its first that the client offers.
+// pion's default puts AEAD_AES_256_GCM first; AEAD_AES_128_GCM is as safe
+// for media keys that live one call and costs about a tenth less per
+// packet (BenchmarkSRTP in server/calls), which the SFU pays once per
+// packet per subscriber. Browsers offer both GCM profiles;
+// AES_CM_128_HMAC_SHA1_80, five times dearer, is the fallback for peers
+// without GCM.
+var srtpProfiles = []dtls.SRTPProtectionProfile{
+	dtls.SRTP_AEAD_AES_128_GCM,
+	dtls.SRTP_AEAD_AES_256_GCM,
+	dtls.SRTP_AES128_CM_HMAC_SHA1_80,
+}
+
+// MaxNacksPerPacket is how many times a receiver asks for a lost packet
+// again (a NACK every 100 ms while it is missing). pion's default is no
+// limit: each lost packet was asked for every 100 ms for as long as it
+// stayed in the 512-packet window (10 s of audio), which turned losses on
+// a busy machine into a storm of requests and retransmissions (twice as
+// many packets resent as forwarded in BenchmarkForward). A packet that
+// comes later than client/call's 200 ms reordering delay is of no use;
+// three requests span 300 ms.
+const MaxNacksPerPacket = 3
+
 // Config configures [NewAPI].
 type Config struct {
 	// Logger receives pion's logs; nil discards them.
@@ -56,6 +84,11 @@ type Config struct {
 	// UDPPortMin and UDPPortMax, when set, bound the ephemeral UDP ports
 	// that ICE uses, for a firewall to open.
 	UDPPortMin, UDPPortMax uint16
+
+	// BufferFactory, if set, makes the buffers into which the SRTP and
+	// SRTCP sessions write the packets they decrypt, one per SSRC, instead
+	// of pion's default (see webrtc.SettingEngine.BufferFactory).
+	BufferFactory func(packetType packetio.BufferPacketType, ssrc uint32) io.ReadWriteCloser
 }
 
 // NewAPI returns a pion API with Hush's codecs and interceptors: NACK
@@ -72,8 +105,11 @@ func NewAPI(c Config) (*webrtc.API, error) {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
+	// First, so that its reader is the innermost (see reuseAttributes).
+	ir.Add(reuseAttributesFactory{})
 	// Adds "nack" and "nack pli" feedback to the video codec.
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
+	gen := []nack.GeneratorOption{nack.GeneratorMaxNacksPerPacket(MaxNacksPerPacket)}
+	if err := webrtc.ConfigureNackWithOptions(m, ir, gen); err != nil {
 		return nil, err
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
@@ -85,11 +121,13 @@ func NewAPI(c Config) (*webrtc.API, error) {
 	// Tracks are known from the SDP, so the SFU wires up forwarding, and a
 	// client its receivers, as soon as a negotiation completes.
 	se.SetFireOnTrackBeforeFirstRTP(true)
+	se.SetSRTPProtectionProfiles(srtpProfiles...)
 	if c.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
+	se.BufferFactory = c.BufferFactory
 	if len(c.PublicIPs) > 0 {
 		se.SetNAT1To1IPs(c.PublicIPs, webrtc.ICECandidateTypeHost)
 	}

@@ -91,7 +91,7 @@ func runForward(b *testing.B, s *SFU) {
 	dec := json.NewDecoder(bufio.NewReader(childOut))
 	var idle, idleCPU, start, startCPU time.Time
 	var idleCost float64 // CPU-seconds per second with every call connected and no media
-	var in0, out0 uint64
+	var in0, out0, resent0 uint64
 	// HUSH_CALLS_CPUPROFILE names a file for a CPU profile of the SFU
 	// while the load runs, without the set-up (run with -benchtime 1x).
 	var prof *os.File
@@ -114,7 +114,7 @@ func runForward(b *testing.B, s *SFU) {
 			if start.IsZero() {
 				idleCost = float64(cpuTime().Sub(idleCPU)) / float64(time.Since(idle))
 				st := s.Stats()
-				in0, out0 = st.PacketsIn, st.PacketsOut
+				in0, out0, resent0 = st.PacketsIn, st.PacketsOut, st.PacketsResent
 				start, startCPU = time.Now(), cpuTime()
 				if prof != nil {
 					if err := pprof.StartCPUProfile(prof); err != nil {
@@ -155,6 +155,9 @@ func runForward(b *testing.B, s *SFU) {
 	out := float64(st.PacketsOut - out0)
 	b.ReportMetric(float64(st.PacketsIn-in0)/elapsed.Seconds(), "pkts-in/s")
 	b.ReportMetric(out/elapsed.Seconds(), "pkts-out/s")
+	// Resent on NACKs, not counted as out: losses on loopback, when the
+	// machine is too busy for some process to drain its sockets in time.
+	b.ReportMetric(float64(st.PacketsResent-resent0)/elapsed.Seconds(), "resent/s")
 	b.ReportMetric(out/time.Duration(cpu).Seconds(), "pkts-out/cpu-s")
 	// The same, without the cost of keeping the calls up (ICE checks, RTCP
 	// reports, timers), which the idle window measures: the marginal cost

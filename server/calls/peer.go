@@ -19,6 +19,7 @@ type peer struct {
 	session *Session
 	device  string
 	pc      *webrtc.PeerConnection
+	inboxes *inboxes // of pc's RTP streams
 
 	// sigMu serialises the offer/answer exchange. The SFU always offers;
 	// while an offer awaits its answer, changes wait in again.
@@ -95,16 +96,20 @@ func (p *peer) answer(sdp string) error {
 	return nil
 }
 
-// onTrack forwards a track the device publishes, for as long as it lasts.
+// onTrack forwards a track the device publishes, for as long as it lasts:
+// the track's inbox hands the forwarder each packet.
 func (p *peer) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	f, changed := p.room.publish(p, t)
 	if f == nil {
 		return
 	}
+	if !p.inboxes.attach(uint32(t.SSRC()), f.pull) {
+		// pion opens a track's stream, and so its inbox, before OnTrack.
+		p.room.sfu.log.Warn("calls: no stream for a published track", "device", p.device, "kind", t.Kind())
+	}
 	for _, q := range changed {
 		q.renegotiate()
 	}
-	f.run()
 }
 
 // leave is the device leaving the room on its own.

@@ -70,7 +70,7 @@ func (r *room) peer(device string) *peer {
 // published. A device already in the room from another connection is
 // replaced. It returns errRoomClosed if the room emptied meanwhile.
 func (r *room) join(se *Session) (*peer, error) {
-	pc, err := r.sfu.api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	pc, in, err := r.sfu.newPeerConnection()
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (r *room) join(se *Session) (*peer, error) {
 			return nil, err
 		}
 	}
-	p := &peer{room: r, session: se, device: se.device, pc: pc}
+	p := &peer{room: r, session: se, device: se.device, pc: pc, inboxes: in}
 	pc.OnTrack(p.onTrack)
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateFailed {
@@ -254,7 +254,8 @@ type forwarder struct {
 
 	hist history
 
-	hdr rtp.Header // forward's, reused for every packet
+	buf [receiveMTU]byte // pull's
+	hdr rtp.Header       // forward's, reused for every packet
 }
 
 // A binding is one subscriber's RTPSender bound to a forwarder.
@@ -341,21 +342,21 @@ func (f *forwarder) subscribeLocked(q *peer) error {
 	return nil
 }
 
-// run forwards the track's packets until the publisher's PeerConnection
-// closes. The payloads are SFrame ciphertext, which the SFU cannot read.
-func (f *forwarder) run() {
-	buf := make([]byte, receiveMTU)
-	for {
-		n, _, err := f.remote.Read(buf)
-		if err != nil {
-			return
-		}
-		f.forward(buf[:n])
+// pull reads the packet that the track's inbox is delivering, through the
+// track's Read and so through pion's receive interceptors, and forwards
+// it. The track's inbox calls it on the publisher's SRTP session's
+// goroutine, one packet at a time. The payloads are SFrame ciphertext,
+// which the SFU cannot read.
+func (f *forwarder) pull() {
+	n, _, err := f.remote.Read(f.buf[:])
+	if err != nil {
+		return
 	}
+	f.forward(f.buf[:n])
 }
 
 // forward sends one RTP packet from the publisher to every subscriber,
-// and keeps it for retransmissions. Only run calls it.
+// and keeps it for retransmissions. Only pull calls it.
 func (f *forwarder) forward(pkt []byte) {
 	h := &f.hdr
 	n, err := h.Unmarshal(pkt)
@@ -402,14 +403,49 @@ func (f *forwarder) readRTCP(s *webrtc.RTPSender) {
 	}
 }
 
-// A resender is one readRTCP loop's scratch space for retransmissions.
+// maxResends is how many times the SFU sends one subscriber the same
+// packet again. Receivers built on pion ask for a lost packet every
+// 100 ms without limit unless told otherwise (rtc.MaxNacksPerPacket), and
+// a browser's requests are not ours to bound; past a few copies the
+// subscriber's link is saturated, and more copies only add to it.
+const maxResends = rtc.MaxNacksPerPacket
+
+// resendMemory is how long a resender remembers a packet it resent: far
+// longer than a packet stays in the history, far shorter than sequence
+// numbers take to wrap.
+const resendMemory = 5 * time.Second
+
+// A resender is one readRTCP loop's scratch space for retransmissions to
+// one subscriber, and its count of what it resent.
 type resender struct {
-	buf []byte
-	hdr rtp.Header
+	buf   []byte
+	hdr   rtp.Header
+	sends [historySize]resendCount // by sequence number, as the history
+}
+
+// resendCount counts a packet's retransmissions to one subscriber.
+type resendCount struct {
+	seq   uint16
+	n     uint8
+	first int64 // unix nanoseconds of the first
+}
+
+// again reports whether the packet with sequence number seq may be sent
+// again, and counts it.
+func (r *resender) again(seq uint16, now int64) bool {
+	s := &r.sends[seq%historySize]
+	if s.n == 0 || s.seq != seq || now-s.first > int64(resendMemory) {
+		*s = resendCount{seq: seq, first: now}
+	}
+	if s.n >= maxResends {
+		return false
+	}
+	s.n++
+	return true
 }
 
 // resend sends a subscriber again the packets it lost that the history
-// still holds.
+// still holds, each at most maxResends times.
 func (f *forwarder) resend(r *resender, nack *rtcp.TransportLayerNack) {
 	var b *binding
 	if p := f.bindings.Load(); p != nil {
@@ -423,11 +459,12 @@ func (f *forwarder) resend(r *resender, nack *rtcp.TransportLayerNack) {
 	if b == nil {
 		return
 	}
+	now := time.Now().UnixNano()
 	for _, pair := range nack.Nacks {
 		pair.Range(func(seq uint16) bool {
 			var ok bool
 			r.buf, ok = f.hist.get(seq, r.buf)
-			if !ok {
+			if !ok || !r.again(seq, now) {
 				return true
 			}
 			n, err := r.hdr.Unmarshal(r.buf)
@@ -439,6 +476,7 @@ func (f *forwarder) resend(r *resender, nack *rtcp.TransportLayerNack) {
 				return false
 			}
 			f.resent.Add(1)
+			f.room.sfu.stats.packetsResent.Add(1)
 			return true
 		})
 	}

@@ -82,7 +82,7 @@ var ErrClosed = errors.New("calls: SFU closed")
 type SFU struct {
 	opts Options
 	log  *slog.Logger
-	api  *webrtc.API
+	rtc  rtc.Config // each peer's webrtc.API adds its BufferFactory
 
 	stats counters
 
@@ -93,7 +93,7 @@ type SFU struct {
 
 // counters are the SFU's packet counts.
 type counters struct {
-	packetsIn, packetsOut atomic.Uint64
+	packetsIn, packetsOut, packetsResent atomic.Uint64
 }
 
 // Stats are an SFU's counters since it started.
@@ -103,11 +103,14 @@ type Stats struct {
 	// PacketsOut counts the RTP packets forwarded: each packet received
 	// once per subscriber.
 	PacketsOut uint64
+	// PacketsResent counts the RTP packets sent again to a subscriber
+	// that reported them lost (a NACK); PacketsOut does not count them.
+	PacketsResent uint64
 }
 
 // Stats returns the SFU's counters.
 func (s *SFU) Stats() Stats {
-	return Stats{PacketsIn: s.stats.packetsIn.Load(), PacketsOut: s.stats.packetsOut.Load()}
+	return Stats{PacketsIn: s.stats.packetsIn.Load(), PacketsOut: s.stats.packetsOut.Load(), PacketsResent: s.stats.packetsResent.Load()}
 }
 
 // roomKey identifies a room: a group id (as a string of its bytes) and a
@@ -126,17 +129,38 @@ func New(opts Options) (*SFU, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	api, err := rtc.NewAPI(rtc.Config{
+	cfg := rtc.Config{
 		Logger:       log,
 		LoopbackOnly: opts.LoopbackOnly,
 		PublicIPs:    opts.PublicIPs,
 		UDPPortMin:   opts.UDPPortMin,
 		UDPPortMax:   opts.UDPPortMax,
-	})
-	if err != nil {
+	}
+	// Each peer gets an API of its own (see newPeerConnection); this one
+	// checks the configuration now rather than at the first join.
+	if _, err := rtc.NewAPI(cfg); err != nil {
 		return nil, fmt.Errorf("calls: %w", err)
 	}
-	return &SFU{opts: opts, log: log, api: api, rooms: make(map[roomKey]*room)}, nil
+	return &SFU{opts: opts, log: log, rtc: cfg, rooms: make(map[roomKey]*room)}, nil
+}
+
+// newPeerConnection returns a PeerConnection for one device, and the
+// inboxes that its SRTP session writes the packets it receives into. The
+// webrtc.API is the peer's own, because pion's BufferFactory knows a
+// stream only by its SSRC, which devices choose.
+func (s *SFU) newPeerConnection() (*webrtc.PeerConnection, *inboxes, error) {
+	in := newInboxes()
+	cfg := s.rtc
+	cfg.BufferFactory = in.buffer
+	api, err := rtc.NewAPI(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pc, in, nil
 }
 
 // Rooms returns the number of open rooms.
