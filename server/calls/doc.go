@@ -43,9 +43,20 @@
 // Losses are repaired hop by hop: the SFU's NACK generator asks
 // publishers to resend, and each forwarder answers subscribers' NACKs
 // from one history of the track's latest packets (pion's NACK responder,
-// which would keep a copy per subscriber, is kept off forwarded streams). Keyframe requests (PLI, FIR) from subscribers pass
-// through to the publisher, at most one per track every 500 ms; the SFU
-// asks for a keyframe itself when a device joins.
+// which would keep a copy per subscriber, is kept off forwarded streams).
+// A lost packet is asked for, and sent again to a subscriber, at most
+// three times (rtc.MaxNacksPerPacket). Keyframe requests (PLI, FIR) from
+// subscribers pass through to the publisher, at most one per track every
+// 500 ms; the SFU asks for a keyframe itself when a device joins.
+//
+// # Forwarding
+//
+// Each published track's packets are forwarded on the goroutine of the
+// publisher's SRTP session, as it decrypts them: the session writes into
+// an inbox (the BufferFactory of the peer's own webrtc.API) that hands
+// the packet to the track's forwarder at once, through the track's Read
+// and pion's receive interceptors, rather than queueing it for a reader
+// goroutine.
 //
 // # Security considerations
 //
