@@ -91,6 +91,7 @@ type session struct {
 	batch  bool                           // the client takes batch frames
 	poller *netpoll.Poller                // the process's, when the session started
 	poll   atomic.Pointer[netpoll.Handle] // nil with a reading goroutine; set under wmu
+	sc     syscall.Conn                   // the connection, with the poller
 
 	// mu is held while a frame is handled, so that goAway closes the
 	// connection between frames, never in the middle of a send.
@@ -216,6 +217,7 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 		// before the descriptor is closed, sees it.
 		s.wmu.Lock()
 		if !s.closed.Load() {
+			s.sc = sc
 			if h, err := s.poller.Add(sc, s.readable); err == nil {
 				s.poll.Store(h)
 			}
@@ -434,12 +436,25 @@ func (s *session) push() bool {
 	return s.writeFrames(frames) == nil
 }
 
+// maxReadsPerWake bounds the messages one worker of the poller reads
+// before it lets the poller watch the connection again.
+const maxReadsPerWake = 64
+
 // readable is the poller's callback: a worker reads and handles one
-// message, then waits for the next.
+// message, and the next ones while more bytes wait (a client pipelining
+// its sends: no wake-up, worker and re-arming of the poller per frame),
+// up to maxReadsPerWake, then waits for the next.
 func (s *session) readable() {
 	go func() {
-		ok := s.readOne()
-		if ok && s.poll.Load().Resume() != nil {
+		for range maxReadsPerWake {
+			if !s.readOne() {
+				return
+			}
+			if !readyToRead(s.sc) {
+				break
+			}
+		}
+		if s.poll.Load().Resume() != nil {
 			s.close(ws.StatusInternalServerError, "poller")
 		}
 	}()
