@@ -131,14 +131,16 @@ type Conn struct {
 // Dial opens d's push connection. onMessage, if not nil, is called on the
 // connection's reader goroutine with each pushed message and the time it
 // arrived; it must be quick.
+// Like the client package, it takes batch frames (several pushes in one
+// WebSocket message).
 func Dial(ctx context.Context, d *Device, onMessage func(*proto.Envelope, time.Time)) (*Conn, error) {
-	return dial(ctx, d, "", onMessage)
+	return dial(ctx, d, "?"+proto.WebSocketBatchQuery, onMessage)
 }
 
 // DialSendOnly opens a send-only connection of d (?push=0): the server
 // pushes nothing on it, only answers its frames.
 func DialSendOnly(ctx context.Context, d *Device) (*Conn, error) {
-	return dial(ctx, d, "?push=0", nil)
+	return dial(ctx, d, "?push=0&"+proto.WebSocketBatchQuery, nil)
 }
 
 func dial(ctx context.Context, d *Device, query string, onMessage func(*proto.Envelope, time.Time)) (*Conn, error) {
@@ -202,33 +204,44 @@ func (c *Conn) read() {
 		if json.Unmarshal(data, f) != nil {
 			continue
 		}
-		switch f.Type {
-		case proto.FrameMessage:
-			if f.Message == nil {
-				continue
-			}
-			if c.onMessage != nil {
-				c.onMessage(f.Message, now)
-			}
-			key := string(f.Message.GroupID)
-			if f.Message.Inbox {
-				key = ""
-			}
-			c.mu.Lock()
-			c.last[key] = max(c.last[key], f.Message.Seq)
-			behind := c.last[key] - c.acked[key]
-			c.mu.Unlock()
-			if behind >= 64 {
-				c.ack()
-			}
-		case proto.FrameSent, proto.FrameError, proto.FramePong:
-			c.mu.Lock()
-			ch := c.pending[f.ID]
-			delete(c.pending, f.ID)
-			c.mu.Unlock()
-			if ch != nil {
-				ch <- f
-			}
+		if f.Type != proto.FrameBatch {
+			c.handle(f, now)
+			continue
+		}
+		for i := range f.Frames {
+			c.handle(&f.Frames[i], now)
+		}
+	}
+}
+
+// handle handles one frame from the server.
+func (c *Conn) handle(f *proto.Frame, now time.Time) {
+	switch f.Type {
+	case proto.FrameMessage:
+		if f.Message == nil {
+			return
+		}
+		if c.onMessage != nil {
+			c.onMessage(f.Message, now)
+		}
+		key := string(f.Message.GroupID)
+		if f.Message.Inbox {
+			key = ""
+		}
+		c.mu.Lock()
+		c.last[key] = max(c.last[key], f.Message.Seq)
+		behind := c.last[key] - c.acked[key]
+		c.mu.Unlock()
+		if behind >= 64 {
+			c.ack()
+		}
+	case proto.FrameSent, proto.FrameError, proto.FramePong:
+		c.mu.Lock()
+		ch := c.pending[f.ID]
+		delete(c.pending, f.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- f
 		}
 	}
 }
