@@ -74,6 +74,9 @@ type Feed struct {
 	reading   map[string]bool      // groups with more than Window to read
 }
 
+// ReadTimeout bounds each read of the store that Next makes.
+const ReadTimeout = 30 * time.Second
+
 // Push is what Next returns.
 type Push struct {
 	// Messages are encoded proto.Frames of type FrameMessage, oldest
@@ -259,7 +262,9 @@ func (f *Feed) Acked() {
 // acknowledgement or a poll. At a poll (every PollInterval) Next also
 // checks that the device is still live, for revocations made through
 // other nodes. An error other than ErrRevoked leaves the Feed behind: the
-// connection should end, and the device catch up on its next.
+// connection should end, and the device catch up on its next. Each read
+// of the store is bounded by ReadTimeout (and ctx); most calls read
+// nothing, so the caller need not pay for a timer of its own.
 func (f *Feed) Next(ctx context.Context) (Push, error) {
 	f.mu.Lock()
 	groups, offers, typing, full, acked, poll, revoked, dropped := f.groups, f.offers, f.typing, f.full, f.acked, f.poll, f.revoked, f.dropped
@@ -272,7 +277,9 @@ func (f *Feed) Next(ctx context.Context) (Push, error) {
 		return Push{}, ErrRevoked
 	}
 	if poll {
-		d, err := f.s.store.Device(ctx, f.dev)
+		rctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+		d, err := f.s.store.Device(rctx, f.dev)
+		cancel()
 		if err != nil {
 			return Push{}, err
 		}
@@ -417,6 +424,8 @@ func (f *Feed) take(g string, out *Push) (read bool) {
 // readGroup reads group g's log past what was returned, and reports
 // whether there is more to read than Window.
 func (f *Feed) readGroup(ctx context.Context, g string, out *Push) (more bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+	defer cancel()
 	ms, err := f.s.store.FetchGroup(ctx, f.dev, store.GroupID(g), f.pushed[g], Window)
 	if err != nil {
 		return false, err
@@ -431,6 +440,8 @@ func (f *Feed) readGroup(ctx context.Context, g string, out *Push) (more bool, e
 // readAll reads everything pending after the device's cursors and returns
 // what was not returned before.
 func (f *Feed) readAll(ctx context.Context) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+	defer cancel()
 	p, err := f.s.store.Fetch(ctx, f.dev, Window)
 	if err != nil {
 		return nil, err
