@@ -404,6 +404,46 @@ func TestLinkedDevice(t *testing.T) {
 	}
 }
 
+// TestLinkBeforeCatchingUp: bob links a second device before his first
+// has read the Welcome of a conversation alice started with him; the
+// linking catches up first, so the new device is added to it too.
+func TestLinkBeforeCatchingUp(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	cv, err := alice.Direct(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, cv.ID, "before"); err != nil {
+		t.Fatal(err)
+	}
+	// bob has not synced: the Welcome waits in his inbox.
+	bob2 := newDevice(t, srv)
+	offer, err := bob.Link(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := offer.Complete(ctx)
+		done <- err
+	}()
+	if _, err := bob2.LinkNew(ctx, "http://fake", offer.Code); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, alice)
+	if _, err := alice.SendText(ctx, cv.ID, "after"); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, bob, bob2)
+	equal(t, "bob", texts(t, bob, cv.ID), []string{"alice: before", "alice: after"})
+	equal(t, "bob2", texts(t, bob2, cv.ID), []string{"alice: after"})
+}
+
 func TestKeyPackageRefill(t *testing.T) {
 	ctx := context.Background()
 	srv := newFakeServer()

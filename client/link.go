@@ -236,6 +236,11 @@ func (o *LinkOffer) Complete(ctx context.Context) (string, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Catch up first: a conversation whose Welcome is still waiting on the
+	// server is one the new device must be added to as well.
+	if err := c.syncLocked(ctx); err != nil {
+		return "", fmt.Errorf("client: linking: %w", err)
+	}
 	a, err := c.account()
 	if err != nil {
 		return "", err
