@@ -444,6 +444,73 @@ func TestLinkBeforeCatchingUp(t *testing.T) {
 	equal(t, "bob2", texts(t, bob2, cv.ID), []string{"alice: after"})
 }
 
+// TestJoinAddsOwnDevices: alice starts a chat with bob at the moment
+// bob links a second device, so her Welcome reaches bob's first device
+// only (here: bob2 has no KeyPackage to claim then). Joining, bob's first
+// device adds the account's device the Welcome left out, and from then
+// on bob2 reads the chat too.
+func TestJoinAddsOwnDevices(t *testing.T) {
+	ctx := context.Background()
+	srv := newFakeServer()
+	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
+	bob2 := newDevice(t, srv)
+	offer, err := bob.Link(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := offer.Complete(ctx)
+		done <- err
+	}()
+	if _, err := bob2.LinkNew(ctx, "http://fake", offer.Code); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	bob2ID, err := bob2.DeviceID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	d := srv.devices[bob2ID]
+	kps, lastResort := d.kps, d.lastResort
+	d.kps, d.lastResort = nil, nil
+	srv.mu.Unlock()
+	cv, err := alice.Direct(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, cv.ID, "before"); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := alice.Members(ctx, cv.ID); len(ms) != 2 {
+		t.Fatalf("the test needs a chat without bob2: members %+v", ms)
+	}
+	srv.mu.Lock()
+	d.kps, d.lastResort = kps, lastResort
+	srv.mu.Unlock()
+
+	mustSync(t, bob) // joins, and adds bob2
+	mustSync(t, alice)
+	if ms, _ := alice.Members(ctx, cv.ID); len(ms) != 3 {
+		t.Fatalf("alice's members after bob joined: %+v", ms)
+	}
+	if _, err := alice.SendText(ctx, cv.ID, "after"); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, bob2, bob)
+	equal(t, "bob2", texts(t, bob2, cv.ID), []string{"alice: after"})
+	equal(t, "bob", texts(t, bob, cv.ID), []string{"alice: before", "alice: after"})
+	// A later sync adds nothing more (no second commit for bob2).
+	before := len(srv.sent)
+	mustSync(t, bob)
+	if len(srv.sent) != before {
+		t.Errorf("bob's next sync sent %d more", len(srv.sent)-before)
+	}
+}
+
 func TestKeyPackageRefill(t *testing.T) {
 	ctx := context.Background()
 	srv := newFakeServer()

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -309,6 +310,87 @@ func (o *LinkOffer) Complete(ctx context.Context) (string, error) {
 		}
 	}
 	return reg.DeviceID, nil
+}
+
+// addOwnDevices adds to conversation conv, which this device has just
+// joined from a Welcome, the account's other devices that are not in
+// it. The member who added us added the devices of ours it knew of; one
+// linked while that was on its way (or before its KeyPackages were
+// claimed) would otherwise never join. Another of our devices may add
+// the same one at the same moment: the commit that loses its epoch is
+// planned again on the new one, without the devices already in. c.mu is
+// held.
+func (c *Client) addOwnDevices(ctx context.Context, conv string) error {
+	own, err := c.ownOtherDevices(ctx)
+	if err != nil || len(own) == 0 {
+		return err
+	}
+	var cv *Conversation
+	var missing []string
+	if err := c.db.view(ctx, func(tx *tx) error {
+		var err error
+		if cv, err = tx.conv(conv); err != nil {
+			return err
+		}
+		g, err := tx.group(conv)
+		if err != nil || g == nil || !g.Active() {
+			return err
+		}
+		defer g.Wipe()
+		missing = missingDevices(g, own)
+		return nil
+	}); err != nil || len(missing) == 0 || !cv.Active {
+		return err
+	}
+	kps, err := c.claim(ctx, nil, missing)
+	if err != nil || len(kps) == 0 {
+		return err
+	}
+	added := false
+	err = c.commitChange(ctx, conv, func(tx *tx, g *mls.Group) (*commitPlan, error) {
+		p := &commitPlan{}
+		still := missingDevices(g, missing)
+		for _, k := range kps {
+			if slices.Contains(still, k.device) {
+				p.opts.Add = append(p.opts.Add, k.kp)
+				p.added = append(p.added, k.device)
+			}
+		}
+		if len(p.added) == 0 {
+			return nil, errNothingToAdd
+		}
+		p.addedUsers = []string{kps[0].user}
+		added = true
+		return p, nil
+	})
+	if errors.Is(err, errNothingToAdd) || (err == nil && !added) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.sendContent(ctx, conv, &Content{Type: TypeMeta, Meta: &Meta{Kind: cv.Kind, Name: cv.Name}})
+	return err
+}
+
+// errNothingToAdd ends a commit plan that found every device in already.
+var errNothingToAdd = errors.New("client: every device is in the group already")
+
+// missingDevices returns the devices of want that are not members of g.
+func missingDevices(g *mls.Group, want []string) []string {
+	in := map[string]bool{}
+	for _, m := range g.Members() {
+		if _, dev, ok := parseCredential(m.Credential); ok {
+			in[dev] = true
+		}
+	}
+	var out []string
+	for _, d := range want {
+		if !in[d] {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // awaitKeyPackage claims a KeyPackage of the new device once it has

@@ -52,6 +52,19 @@ const maxSyncRounds = 1000
 
 // syncLocked is Sync without the KeyPackage refill; c.mu is held.
 func (c *Client) syncLocked(ctx context.Context) error {
+	var joined []string
+	err := c.fetchAll(ctx, &joined)
+	for _, conv := range joined {
+		if aerr := c.addOwnDevices(ctx, conv); aerr != nil {
+			c.log.Warn("could not add this account's other devices to a conversation it joined", "conversation", shortID(conv), "err", aerr)
+		}
+	}
+	return err
+}
+
+// fetchAll fetches, processes and acknowledges everything pending, and
+// adds to joined the conversations this device joined meanwhile.
+func (c *Client) fetchAll(ctx context.Context, joined *[]string) error {
 	if err := c.flushOutbox(ctx); err != nil {
 		return err
 	}
@@ -78,6 +91,11 @@ func (c *Client) syncLocked(ctx context.Context) error {
 		}
 		c.expiryChanged()
 		c.emit(events)
+		for _, e := range events {
+			if e.Type == EventConversation && e.Text == joinedText && !slices.Contains(*joined, e.Conversation) {
+				*joined = append(*joined, e.Conversation)
+			}
+		}
 		// The server deletes a disappearing message's attachment once
 		// every device has acknowledged the message.
 		if err := c.fetchAttachments(ctx); err != nil {
@@ -273,6 +291,9 @@ func (s skipError) Error() string { return "client: skipped: " + s.reason }
 
 func skip(format string, args ...any) error { return skipError{fmt.Sprintf(format, args...)} }
 
+// joinedText is the text of the event of a Welcome that joined a group.
+const joinedText = "this device joined the conversation"
+
 // welcome joins a group from a Welcome made for one of our KeyPackages.
 func (b *batch) welcome(env *proto.Envelope) error {
 	m, err := mls.UnmarshalMLSMessage(env.Payload)
@@ -335,7 +356,7 @@ func (b *batch) welcome(env *proto.Envelope) error {
 	if err := b.tx.putConv(cv); err != nil {
 		return err
 	}
-	b.events = append(b.events, Event{Type: EventConversation, Conversation: id, Text: "this device joined the conversation"})
+	b.events = append(b.events, Event{Type: EventConversation, Conversation: id, Text: joinedText})
 	if err := b.tx.noteTimer(cv, timer, "", &b.events); err != nil {
 		return err
 	}
