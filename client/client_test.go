@@ -96,6 +96,30 @@ func mustSync(t *testing.T, ds ...*device) {
 	}
 }
 
+// linkTo links device nd to old's account, as `hush link` does on both
+// sides, and returns the account nd got.
+func linkTo(t *testing.T, old, nd *device) *client.Account {
+	t.Helper()
+	ctx := context.Background()
+	offer, err := old.Link(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := offer.Complete(ctx)
+		done <- err
+	}()
+	acct, err := nd.LinkNew(ctx, "http://fake", offer.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return acct
+}
+
 // texts lists a conversation's messages as "sender: text".
 func texts(t *testing.T, d *device, conv string) []string {
 	t.Helper()
@@ -355,23 +379,7 @@ func TestLinkedDevice(t *testing.T) {
 	mustSync(t, bob)
 
 	bob2 := newDevice(t, srv)
-	offer, err := bob.Link(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := offer.Complete(ctx)
-		done <- err
-	}()
-	acct, err := bob2.LinkNew(ctx, "http://fake", offer.Code)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if acct.Username != "bob" {
+	if acct := linkTo(t, bob, bob2); acct.Username != "bob" {
 		t.Fatalf("linked as %q", acct.Username)
 	}
 	mustSync(t, bob2, alice)
@@ -420,21 +428,7 @@ func TestLinkBeforeCatchingUp(t *testing.T) {
 	}
 	// bob has not synced: the Welcome waits in his inbox.
 	bob2 := newDevice(t, srv)
-	offer, err := bob.Link(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := offer.Complete(ctx)
-		done <- err
-	}()
-	if _, err := bob2.LinkNew(ctx, "http://fake", offer.Code); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	linkTo(t, bob, bob2)
 	mustSync(t, alice)
 	if _, err := alice.SendText(ctx, cv.ID, "after"); err != nil {
 		t.Fatal(err)
@@ -454,21 +448,7 @@ func TestJoinAddsOwnDevices(t *testing.T) {
 	srv := newFakeServer()
 	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
 	bob2 := newDevice(t, srv)
-	offer, err := bob.Link(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := offer.Complete(ctx)
-		done <- err
-	}()
-	if _, err := bob2.LinkNew(ctx, "http://fake", offer.Code); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	linkTo(t, bob, bob2)
 	bob2ID, err := bob2.DeviceID()
 	if err != nil {
 		t.Fatal(err)

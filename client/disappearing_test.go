@@ -439,21 +439,7 @@ func TestDisappearingClockSkew(t *testing.T) {
 	ahead, behind := &clock{off: 10 * time.Minute}, &clock{off: -10 * time.Minute}
 	alice, bob := registerAt(t, srv, "alice", ahead), registerAt(t, srv, "bob", behind)
 	alice2 := openDevice(t, srv.transport, filepath.Join(t.TempDir(), "state.db"), client.NewStoreKey(), nil, func(o *client.Options) { o.Now = behind.now })
-	offer, err := alice.Link(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := offer.Complete(ctx)
-		done <- err
-	}()
-	if _, err := alice2.LinkNew(ctx, "http://fake", offer.Code); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	linkTo(t, alice, alice2)
 	cv, err := alice.Direct(ctx, "bob")
 	if err != nil {
 		t.Fatal(err)
