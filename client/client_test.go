@@ -96,6 +96,22 @@ func mustSync(t *testing.T, ds ...*device) {
 	}
 }
 
+// aliceToBob registers alice and bob; alice starts a chat with bob and
+// sends "before" (bob has not read it).
+func aliceToBob(t *testing.T, srv *fakeServer) (alice, bob *device, cv *client.Conversation) {
+	t.Helper()
+	ctx := context.Background()
+	alice, bob = register(t, srv, "alice"), register(t, srv, "bob")
+	cv, err := alice.Direct(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, cv.ID, "before"); err != nil {
+		t.Fatal(err)
+	}
+	return alice, bob, cv
+}
+
 // linkTo links device nd to old's account, as `hush link` does on both
 // sides, and returns the account nd got.
 func linkTo(t *testing.T, old, nd *device) *client.Account {
@@ -368,14 +384,7 @@ func TestEpochConflictRetried(t *testing.T) {
 func TestLinkedDevice(t *testing.T) {
 	ctx := context.Background()
 	srv := newFakeServer()
-	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
-	cv, err := alice.Direct(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.SendText(ctx, cv.ID, "before"); err != nil {
-		t.Fatal(err)
-	}
+	alice, bob, cv := aliceToBob(t, srv)
 	mustSync(t, bob)
 
 	bob2 := newDevice(t, srv)
@@ -418,14 +427,7 @@ func TestLinkedDevice(t *testing.T) {
 func TestLinkBeforeCatchingUp(t *testing.T) {
 	ctx := context.Background()
 	srv := newFakeServer()
-	alice, bob := register(t, srv, "alice"), register(t, srv, "bob")
-	cv, err := alice.Direct(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.SendText(ctx, cv.ID, "before"); err != nil {
-		t.Fatal(err)
-	}
+	alice, bob, cv := aliceToBob(t, srv)
 	// bob has not synced: the Welcome waits in his inbox.
 	bob2 := newDevice(t, srv)
 	linkTo(t, bob, bob2)
