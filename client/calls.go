@@ -90,6 +90,18 @@ type CallState struct {
 // in a younger call the caller may just not be sending yet.
 const RingAgainAfter = 10 * time.Second
 
+// RingIfEmpty reports whether this device, joining call callID of conv,
+// should invite the members again should it find nobody else in the call:
+// whether that call is the conversation's current one and its invite is
+// older than after (0 selects RingAgainAfter).
+func (c *Client) RingIfEmpty(ctx context.Context, conv, callID string, after time.Duration) bool {
+	if after == 0 {
+		after = RingAgainAfter
+	}
+	st, ok, err := c.CurrentCall(ctx, conv)
+	return err == nil && ok && st.ID == callID && c.o.Now().Sub(st.Started) > after
+}
+
 // NewCallID returns a fresh random call id.
 func NewCallID() string { return NewMessageID() }
 

@@ -325,21 +325,48 @@ func (c *Client) create(ctx context.Context, kind ConversationKind, name string,
 // group (the new members included) its kind and name.
 func (c *Client) commitAdd(ctx context.Context, cv *Conversation, kps []claimedKeyPackage) error {
 	err := c.commitChange(ctx, cv.ID, func(tx *tx, g *mls.Group) (*commitPlan, error) {
+		// Planned on the group as it is now: a commit that lost its epoch
+		// to one adding some of the same devices (another of our devices
+		// linking or catching up) is planned again without them.
 		p := &commitPlan{}
+		in := memberDevices(g)
 		for _, k := range kps {
+			if in[k.device] {
+				continue
+			}
 			p.opts.Add = append(p.opts.Add, k.kp)
 			p.added = append(p.added, k.device)
 			if !slices.Contains(p.addedUsers, k.user) {
 				p.addedUsers = append(p.addedUsers, k.user)
 			}
 		}
+		if len(p.added) == 0 {
+			return nil, errNothingToAdd
+		}
 		return p, nil
 	})
+	if errors.Is(err, errNothingToAdd) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	_, err = c.sendContent(ctx, cv.ID, &Content{Type: TypeMeta, Meta: &Meta{Kind: cv.Kind, Name: cv.Name}})
 	return err
+}
+
+// errNothingToAdd ends a commit plan that found every device in already.
+var errNothingToAdd = errors.New("client: every device is in the group already")
+
+// memberDevices returns the devices that are members of g.
+func memberDevices(g *mls.Group) map[string]bool {
+	in := map[string]bool{}
+	for _, m := range g.Members() {
+		if _, dev, ok := parseCredential(m.Credential); ok {
+			in[dev] = true
+		}
+	}
+	return in
 }
 
 // AddMembers adds users (all their devices) to a group conversation.

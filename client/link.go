@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -317,8 +316,7 @@ func (o *LinkOffer) Complete(ctx context.Context) (string, error) {
 // it. The member who added us added the devices of ours it knew of; one
 // linked while that was on its way (or before its KeyPackages were
 // claimed) would otherwise never join. Another of our devices may add
-// the same one at the same moment: the commit that loses its epoch is
-// planned again on the new one, without the devices already in. c.mu is
+// the same one at the same moment (commitAdd then leaves it out). c.mu is
 // held.
 func (c *Client) addOwnDevices(ctx context.Context, conv string) error {
 	own, err := c.ownOtherDevices(ctx)
@@ -337,7 +335,12 @@ func (c *Client) addOwnDevices(ctx context.Context, conv string) error {
 			return err
 		}
 		defer g.Wipe()
-		missing = missingDevices(g, own)
+		in := memberDevices(g)
+		for _, d := range own {
+			if !in[d] {
+				missing = append(missing, d)
+			}
+		}
 		return nil
 	}); err != nil || len(missing) == 0 || !cv.Active {
 		return err
@@ -346,51 +349,7 @@ func (c *Client) addOwnDevices(ctx context.Context, conv string) error {
 	if err != nil || len(kps) == 0 {
 		return err
 	}
-	added := false
-	err = c.commitChange(ctx, conv, func(tx *tx, g *mls.Group) (*commitPlan, error) {
-		p := &commitPlan{}
-		still := missingDevices(g, missing)
-		for _, k := range kps {
-			if slices.Contains(still, k.device) {
-				p.opts.Add = append(p.opts.Add, k.kp)
-				p.added = append(p.added, k.device)
-			}
-		}
-		if len(p.added) == 0 {
-			return nil, errNothingToAdd
-		}
-		p.addedUsers = []string{kps[0].user}
-		added = true
-		return p, nil
-	})
-	if errors.Is(err, errNothingToAdd) || (err == nil && !added) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	_, err = c.sendContent(ctx, conv, &Content{Type: TypeMeta, Meta: &Meta{Kind: cv.Kind, Name: cv.Name}})
-	return err
-}
-
-// errNothingToAdd ends a commit plan that found every device in already.
-var errNothingToAdd = errors.New("client: every device is in the group already")
-
-// missingDevices returns the devices of want that are not members of g.
-func missingDevices(g *mls.Group, want []string) []string {
-	in := map[string]bool{}
-	for _, m := range g.Members() {
-		if _, dev, ok := parseCredential(m.Credential); ok {
-			in[dev] = true
-		}
-	}
-	var out []string
-	for _, d := range want {
-		if !in[d] {
-			out = append(out, d)
-		}
-	}
-	return out
+	return c.commitAdd(ctx, cv, kps)
 }
 
 // awaitKeyPackage claims a KeyPackage of the new device once it has

@@ -107,14 +107,7 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 		keys.Close()
 		return nil, fmt.Errorf("call: signal the members: %w", err)
 	}
-	if !s.Started {
-		after := o.RingAgainAfter
-		if after == 0 {
-			after = client.RingAgainAfter
-		}
-		st, ok, err := cl.CurrentCall(ctx, conv)
-		s.old = err == nil && ok && st.ID == callID && time.Since(st.Started) > after
-	}
+	s.old = !s.Started && cl.RingIfEmpty(ctx, conv, callID, o.RingAgainAfter)
 	s.stops = append(s.stops,
 		cl.OnCallFrame(func(f *proto.Call) {
 			if !bytes.Equal(f.GroupID, groupID) || f.CallID != callID {

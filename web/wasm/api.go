@@ -468,12 +468,7 @@ var methods = map[string]methodFunc{
 		}
 		// Joining a call that may have outlived everyone in it: the page
 		// rings the members again if the SFU's first offer has nobody.
-		old := false
-		if !started {
-			st, ok, err := c.CurrentCall(ctx, a.Conv)
-			old = err == nil && ok && st.ID == id && time.Since(st.Started) > client.RingAgainAfter
-		}
-		return map[string]any{"callId": id, "started": started, "ringIfEmpty": old}, nil
+		return map[string]any{"callId": id, "started": started, "ringIfEmpty": !started && c.RingIfEmpty(ctx, a.Conv, id, 0)}, nil
 	}),
 	"currentCall": with(func(ctx context.Context, b *bridge, c *client.Client, a convArg, _ []byte) (any, error) {
 		// The conversation's call going on, as far as this device knows.
