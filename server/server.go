@@ -83,6 +83,7 @@ type Server struct {
 	api       *httpapi.API
 	calls     *calls.SFU // nil when calls are disabled
 	rooms     cluster.Directory
+	relay     *cluster.Relay // with the NATS directory: calls hosted on other nodes
 	http      *http.Server
 	ln        net.Listener
 	tls       bool
@@ -182,11 +183,14 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		s.ln = tls.NewListener(s.ln, tlsConfig)
 	}
 	if s.calls != nil {
-		if s.rooms, err = s.openRooms(ctx); err != nil {
+		if err = s.openRooms(ctx); err != nil {
 			s.ln.Close()
 			return nil, err
 		}
 		closers = append(closers, s.rooms.Close)
+		if s.relay != nil {
+			closers = append(closers, s.relay.Close)
+		}
 	}
 	s.http = &http.Server{
 		Handler:           withWeb(s.api),
@@ -200,6 +204,11 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 
 // Calls returns the server's SFU, or nil when calls are disabled.
 func (s *Server) Calls() *calls.SFU { return s.calls }
+
+// CallRelay returns the relay of call signalling between the nodes of a
+// cluster, or nil when this node is alone (no NATS bus) or calls are
+// disabled.
+func (s *Server) CallRelay() *cluster.Relay { return s.relay }
 
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
@@ -240,6 +249,9 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { shut <- s.http.Shutdown(sctx) }()
 	if s.calls != nil {
 		s.calls.Close() // ends every call: devices learn it with an ended frame
+		if s.relay != nil {
+			s.relay.Close() // and the calls relayed to other nodes
+		}
 		s.rooms.Close()
 	}
 	errs := []error{s.api.CloseSessions(sctx), <-shut}
@@ -285,6 +297,7 @@ func (s *Server) newSFU(public bool) (*calls.SFU, error) {
 			p, err := s.rooms.Place(ctx, cluster.Room{GroupID: groupID, CallID: callID})
 			return p.URL, p.Local, err
 		},
+		Remote: relayHook{s},
 		Release: func(groupID []byte, callID string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -307,18 +320,51 @@ func (s *Server) newSFU(public bool) (*calls.SFU, error) {
 	return sfu, nil
 }
 
+// relayHook is the SFU's Options.Remote: the cluster's relay, opened
+// after the SFU (with the directory).
+type relayHook struct{ s *Server }
+
+func (h relayHook) Open(ctx context.Context, url, device string, join *proto.Call, send func(*proto.Call)) (calls.Relayed, error) {
+	if h.s.relay == nil {
+		// Place says every room is local on a node alone: not reached.
+		return nil, &proto.Error{Code: proto.CodeUnavailable, Message: "call: this server node relays no calls"}
+	}
+	return h.s.relay.Open(ctx, url, device, join, send)
+}
+
+// callError is what a device relayed from another node gets for an
+// error of this node's SFU, as httpapi would answer it on a local
+// connection.
+func (s *Server) callError(err error) *proto.Error {
+	var pe *proto.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.Is(err, store.ErrNotMember):
+		return &proto.Error{Code: proto.CodeForbidden, Message: "the device is not on the group's roster"}
+	case errors.Is(err, store.ErrNotFound):
+		return &proto.Error{Code: proto.CodeNotFound, Message: "group not found"}
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &proto.Error{Code: proto.CodeUnavailable, Message: "the server is busy or shutting down; retry"}
+	}
+	s.log.Error("calls: a relayed call frame failed", "err", err)
+	return &proto.Error{Code: proto.CodeInternal, Message: "internal error"}
+}
+
 // openRooms opens the directory of call rooms: shared by the nodes in
-// NATS when the bus is NATS, this node alone otherwise. The SFU is made
-// before the listener, so Place and Release reach s.rooms only once it
-// is set.
-func (s *Server) openRooms(ctx context.Context) (cluster.Directory, error) {
+// NATS when the bus is NATS, this node alone otherwise; with NATS, it
+// opens the relay of call signalling too (s.relay). The SFU is made
+// before the listener, so Place, Remote and Release reach s.rooms and
+// s.relay only once they are set.
+func (s *Server) openRooms(ctx context.Context) error {
 	self := s.opts.Calls.PublicURL
 	if self == "" {
 		self = s.URL()
 	}
 	b := s.opts.Bus
 	if !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "tls://") {
-		return cluster.NewLocal(self), nil
+		s.rooms = cluster.NewLocal(self)
+		return nil
 	}
 	d, err := cluster.Connect(ctx, cluster.Config{
 		URL: b, Self: self, Logger: s.log,
@@ -327,9 +373,15 @@ func (s *Server) openRooms(ctx context.Context) (cluster.Directory, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return fmt.Errorf("server: %w", err)
 	}
-	return d, nil
+	s.rooms = d // before the relay, whose hosted joins place rooms
+	s.relay, err = cluster.NewRelay(cluster.RelayConfig{Conn: d.Conn(), Self: self, SFU: s.calls, Errors: s.callError, Logger: s.log})
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
 }
 
 // authorizeCall lets a device into a group's call only if it is on the

@@ -29,6 +29,7 @@ import (
 	"github.com/hush-chat/hush/proto"
 	"github.com/hush-chat/hush/server"
 	"github.com/hush-chat/hush/server/calls"
+	"github.com/hush-chat/hush/server/cluster"
 	"github.com/hush-chat/hush/sframe"
 )
 
@@ -1030,21 +1031,31 @@ func (b *syncBuffer) String() string {
 
 // TestCallCluster: two server nodes on one PostgreSQL schema and NATS.
 // alice, on node 1, places a call, so its room lives on node 1; bob, on
-// node 2, joins: node 2 answers "moved" with node 1's URL, bob's client
-// joins there, and both hear each other byte for byte.
+// node 2, joins through node 2, which relays his signalling to node 1
+// over NATS (no "moved" frame reaches either device): bob's media goes
+// straight to node 1's SFU, the only one that forwards any, and both
+// hear each other byte for byte.
 func TestCallCluster(t *testing.T) {
 	clusterServices(t)
 	store := postgresBackend(t).Store
-	watch := &forwardWatch{}
-	node := func() *e2eServer {
+	watches := []*forwardWatch{{}, {}}
+	node := func(w *forwardWatch) *e2eServer {
 		return startE2E(t, func(o *server.Options) {
 			o.Store, o.Bus = store, clusterNATS
-			o.Calls.TestHookForward = watch.hook
+			o.Calls.TestHookForward = w.hook
 		})
 	}
-	n1, n2 := node(), node()
+	n1, n2 := node(watches[0]), node(watches[1])
 	alice := &callPeer{e2eDevice: n1.register(t, "alice"), name: "alice"}
 	bob := &callPeer{e2eDevice: n2.register(t, "bob"), name: "bob"}
+	var moved atomic.Int64
+	for _, p := range []*callPeer{alice, bob} {
+		t.Cleanup(p.OnCallFrame(func(f *proto.Call) {
+			if f.Op == proto.CallMoved {
+				moved.Add(1)
+			}
+		}))
+	}
 	cv := alice.direct("bob")
 	bob.sync()
 	online(t, alice.e2eDevice)
@@ -1056,6 +1067,9 @@ func TestCallCluster(t *testing.T) {
 	waitConnected(t, peers)
 	if r1, r2 := n1.Calls().Rooms(), n2.Calls().Rooms(); r1 != 1 || r2 != 0 {
 		t.Fatalf("rooms: node 1 hosts %d, node 2 %d; want 1 and 0", r1, r2)
+	}
+	if s1, s2 := n1.CallRelay().Stats(), n2.CallRelay().Stats(); s1.Hosted != 1 || s2.Relayed != 1 || s1.Relayed != 0 || s2.Hosted != 0 {
+		t.Fatalf("relayed sessions: node 1 %+v, node 2 %+v; want bob's, from node 2 to node 1", s1, s2)
 	}
 	warmUp(t, peers)
 	sts := []*streamer{stream(alice, 21, 40), stream(bob, 22, 40)}
@@ -1079,13 +1093,22 @@ func TestCallCluster(t *testing.T) {
 			}
 		}
 	}
-	watch.check(t)
+	watches[0].check(t)
+	if n := watches[1].packets.Load(); n != 0 || n2.Calls().Stats().PacketsIn != 0 {
+		t.Errorf("node 2's SFU forwarded %d packets (received %d); the room is node 1's", n, n2.Calls().Stats().PacketsIn)
+	}
+	if n := moved.Load(); n != 0 {
+		t.Errorf("%d moved frames reached the devices; node 2 should relay", n)
+	}
 	for _, p := range peers {
 		if err := p.s.Leave(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	waitUntil(t, 10*time.Second, "node 1's room to close", func() bool { return n1.Calls().Rooms() == 0 })
+	waitUntil(t, 10*time.Second, "the relayed session to close on both nodes", func() bool {
+		return n1.CallRelay().Stats() == cluster.RelayStats{} && n2.CallRelay().Stats() == cluster.RelayStats{}
+	})
 }
 
 // TestCallFramesRoster: through the server's WebSocket, only a device on

@@ -49,11 +49,16 @@ type Options struct {
 	Authorize func(ctx context.Context, groupID []byte, device string) error
 
 	// Place, if set, is asked where a room lives before a device joins
-	// it (package server/cluster): local rooms are hosted here; for a room
-	// hosted by another node the device gets a CallMoved frame with that
-	// node's URL, and does not join here. An error refuses the join with
-	// CodeUnavailable.
+	// it (package server/cluster): local rooms are hosted here; a room
+	// hosted by another node is joined through Remote, or, without one,
+	// the device gets a CallMoved frame with that node's URL and does not
+	// join here. An error refuses the join with CodeUnavailable.
 	Place func(ctx context.Context, groupID []byte, callID string) (url string, local bool, err error)
+	// Remote, if set, relays the signalling of a device joining a room
+	// that Place says another node hosts: the device stays connected
+	// here, the host runs the room, and the device's media goes straight
+	// to the host. Nil keeps CallMoved.
+	Remote Remote
 	// Release, if set, is called (on a goroutine of its own) when a room
 	// this node hosted closes.
 	Release func(groupID []byte, callID string)
@@ -323,20 +328,33 @@ func (s *SFU) EndRoom(groupID []byte, callID, reason string) {
 // connection: the server makes one per WebSocket with [SFU.Connect],
 // passes it every "call" frame, and closes it with the connection.
 type Session struct {
-	sfu    *SFU
-	device string
-	send   func(*proto.Call)
+	sfu     *SFU
+	device  string
+	send    func(*proto.Call)
+	relayed bool // made by ConnectRelayed
 
-	mu     sync.Mutex
-	peers  map[roomKey]*peer
-	closed bool
+	mu      sync.Mutex
+	peers   map[roomKey]*peer
+	remotes map[roomKey]*remoteSlot // rooms hosted elsewhere, through Options.Remote
+	closed  bool
 }
 
 // Connect starts a Session for an authenticated device. send delivers a
 // frame to that device's connection; the SFU calls it from its own
 // goroutines, one frame at a time, and it must not block for long.
 func (s *SFU) Connect(device string, send func(*proto.Call)) *Session {
-	return &Session{sfu: s, device: device, send: send, peers: make(map[roomKey]*peer)}
+	return &Session{sfu: s, device: device, send: send, peers: make(map[roomKey]*peer), remotes: make(map[roomKey]*remoteSlot)}
+}
+
+// ConnectRelayed is Connect for a device whose signalling another node
+// relays here (package server/cluster, the host's side of
+// Options.Remote): the other node authenticated the device. A join for a
+// room this node does not host fails with ErrNotHosted, rather than being
+// relayed on or answered with CallMoved.
+func (s *SFU) ConnectRelayed(device string, send func(*proto.Call)) *Session {
+	se := s.Connect(device, send)
+	se.relayed = true
+	return se
 }
 
 // Handle handles one "call" frame from the session's device. Its errors
@@ -349,8 +367,11 @@ func (se *Session) Handle(ctx context.Context, c *proto.Call) error {
 	k := roomKey{string(c.GroupID), c.CallID}
 	switch c.Op {
 	case proto.CallJoin:
-		return se.join(ctx, k, c.GroupID)
+		return se.join(ctx, k, c)
 	case proto.CallAnswer:
+		if r := se.remote(k); r != nil {
+			return r.Handle(ctx, c)
+		}
 		p := se.peer(k)
 		if p == nil {
 			return &proto.Error{Code: proto.CodeNotFound, Message: "not in this call"}
@@ -359,6 +380,12 @@ func (se *Session) Handle(ctx context.Context, c *proto.Call) error {
 	case proto.CallLeave:
 		if p := se.peer(k); p != nil {
 			p.leave()
+		}
+		se.mu.Lock()
+		slot := se.remotes[k]
+		se.mu.Unlock()
+		if slot != nil {
+			se.dropRemote(k, slot)
 		}
 		return nil
 	}
@@ -377,7 +404,8 @@ func validate(c *proto.Call) *proto.Error {
 	return nil
 }
 
-func (se *Session) join(ctx context.Context, k roomKey, groupID []byte) error {
+func (se *Session) join(ctx context.Context, k roomKey, c *proto.Call) error {
+	groupID := c.GroupID
 	if auth := se.sfu.opts.Authorize; auth != nil {
 		if err := auth(ctx, groupID, se.device); err != nil {
 			return err
@@ -388,20 +416,31 @@ func (se *Session) join(ctx context.Context, k roomKey, groupID []byte) error {
 		se.mu.Unlock()
 		return &proto.Error{Code: proto.CodeUnavailable, Message: "connection closing"}
 	}
-	if se.peers[k] != nil {
+	if se.peers[k] != nil || se.remotes[k] != nil {
 		se.mu.Unlock()
 		return &proto.Error{Code: proto.CodeConflict, Message: "already in this call"}
 	}
 	se.mu.Unlock()
 
-	if place := se.sfu.opts.Place; place != nil {
-		url, local, err := place(ctx, groupID, k.call)
+	for attempt := 1; se.sfu.opts.Place != nil; attempt++ {
+		url, local, err := se.sfu.opts.Place(ctx, groupID, k.call)
 		if err != nil {
 			return &proto.Error{Code: proto.CodeUnavailable, Message: "call: the room directory is unavailable"}
 		}
-		if !local {
+		if local {
+			break
+		}
+		switch {
+		case se.relayed:
+			return ErrNotHosted
+		case se.sfu.opts.Remote == nil:
 			se.send(&proto.Call{GroupID: groupID, CallID: k.call, Op: proto.CallMoved, URL: url})
 			return nil
+		}
+		// The host may have given the room up since the directory
+		// answered: ask again.
+		if err := se.joinRemote(ctx, k, url, c); !errors.Is(err, ErrNotHosted) || attempt == placeAttempts {
+			return err
 		}
 	}
 
@@ -421,9 +460,12 @@ func (se *Session) join(ctx context.Context, k roomKey, groupID []byte) error {
 		break
 	}
 	se.mu.Lock()
-	if se.closed {
+	if se.closed || se.remotes[k] != nil {
 		se.mu.Unlock()
 		p.leave()
+		if !se.closed {
+			return &proto.Error{Code: proto.CodeConflict, Message: "already in this call"}
+		}
 		return &proto.Error{Code: proto.CodeUnavailable, Message: "connection closing"}
 	}
 	se.peers[k] = p
@@ -446,7 +488,8 @@ func (se *Session) forget(p *peer) {
 	}
 }
 
-// Close leaves every room the session joined.
+// Close leaves every room the session joined, here and, through
+// Options.Remote, on other nodes.
 func (se *Session) Close() {
 	se.mu.Lock()
 	se.closed = true
@@ -454,8 +497,16 @@ func (se *Session) Close() {
 	for _, p := range se.peers {
 		peers = append(peers, p)
 	}
+	slots := make([]*remoteSlot, 0, len(se.remotes))
+	for k, slot := range se.remotes {
+		slots = append(slots, slot)
+		delete(se.remotes, k)
+	}
 	se.mu.Unlock()
 	for _, p := range peers {
 		p.leave()
+	}
+	for _, slot := range slots {
+		slot.close()
 	}
 }

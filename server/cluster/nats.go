@@ -241,6 +241,10 @@ func (d *NATS) Close() error {
 	return errors.Join(errs...)
 }
 
+// Conn returns the directory's NATS connection, for the call relay
+// (NewRelay) to share.
+func (d *NATS) Conn() *nats.Conn { return d.nc }
+
 // Hosted returns the rooms this node hosts.
 func (d *NATS) Hosted() []Room {
 	d.mu.Lock()
