@@ -316,8 +316,21 @@ func (s *Server) newSFU(public bool) (*calls.SFU, error) {
 			func() float64 { return float64(sfu.ParticipantCount()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hush_call_packets_forwarded_total", Help: "RTP packets the SFU forwarded (one per subscriber)."},
 			func() float64 { return float64(sfu.Stats().PacketsOut) }),
+		// s.relay is set before the server serves (openRooms).
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hush_call_relayed_sessions_hosted", Help: "Devices' call sessions other cluster nodes relay to this node's SFU."},
+			func() float64 { return float64(s.relayStats().Hosted) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hush_call_relayed_sessions_out", Help: "Devices' call sessions this node relays to the cluster nodes hosting their rooms."},
+			func() float64 { return float64(s.relayStats().Relayed) }),
 	)
 	return sfu, nil
+}
+
+// relayStats counts the relayed call sessions (none on a node alone).
+func (s *Server) relayStats() cluster.RelayStats {
+	if s.relay == nil {
+		return cluster.RelayStats{}
+	}
+	return s.relay.Stats()
 }
 
 // relayHook is the SFU's Options.Remote: the cluster's relay, opened

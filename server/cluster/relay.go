@@ -255,6 +255,7 @@ type hostSession struct {
 	done   chan struct{}
 	once   sync.Once
 	seen   atomic.Int64 // unix nanoseconds of the last open or keepalive
+	joined atomic.Bool  // the join that opened it was handled: it expires from then on
 }
 
 // hostWork is a frame of the device, and where to answer it.
@@ -371,6 +372,7 @@ func (h *hostSession) run() {
 				// The origin keeps the session alive once it has the
 				// answer; the join may have taken a while.
 				h.seen.Store(time.Now().UnixNano())
+				h.joined.Store(true)
 			}
 			r.respond(w.msg, r.replyFor(err))
 			if err != nil && w.first {
@@ -423,7 +425,7 @@ func (r *Relay) expireHosted() {
 	var expired []*hostSession
 	r.mu.Lock()
 	for _, h := range r.hosted {
-		if h.seen.Load() < limit {
+		if h.joined.Load() && h.seen.Load() < limit {
 			expired = append(expired, h)
 		}
 	}

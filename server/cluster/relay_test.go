@@ -151,12 +151,12 @@ const (
 	dev3 = "00000000000000000000000000000003"
 )
 
-// TestRelayJoin: a device connected to node B joins a room node A hosts.
+// TestCallRelayJoin: a device connected to node B joins a room node A hosts.
 // B relays its join to A: the device gets A's offer (never "moved"),
 // answers it through B, and its PeerConnection connects straight to A's
 // candidates. A's room holds it; B hosts nothing. Leaving through B frees
 // its place on A.
-func TestRelayJoin(t *testing.T) {
+func TestCallRelayJoin(t *testing.T) {
 	b := bucket(t)
 	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
 	r := room(1)
@@ -244,9 +244,9 @@ func isCode(err error, code proto.Code) bool {
 	return errors.As(err, &pe) && pe.Code == code
 }
 
-// TestRelayDisconnect: the connection of a device that joined through B
+// TestCallRelayDisconnect: the connection of a device that joined through B
 // closes (its calls.Session closes): A frees its place at once.
-func TestRelayDisconnect(t *testing.T) {
+func TestCallRelayDisconnect(t *testing.T) {
 	b := bucket(t)
 	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
 	r := room(2)
@@ -263,10 +263,10 @@ func TestRelayDisconnect(t *testing.T) {
 	})
 }
 
-// TestRelayHostEnds: A evicts a device relayed from B (removed from the
+// TestCallRelayHostEnds: A evicts a device relayed from B (removed from the
 // group): the device gets A's ended frame through B, and both sides
 // forget the session; the device can join again.
-func TestRelayHostEnds(t *testing.T) {
+func TestCallRelayHostEnds(t *testing.T) {
 	b := bucket(t)
 	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
 	r := room(3)
@@ -286,10 +286,10 @@ func TestRelayHostEnds(t *testing.T) {
 	}
 }
 
-// TestRelayExpiry: A expires the sessions of an origin that stops keeping
+// TestCallRelayExpiry: A expires the sessions of an origin that stops keeping
 // them alive (an origin speaking the relay's protocol by hand, which
 // never sends a keepalive), and keeps those that B keeps alive.
-func TestRelayExpiry(t *testing.T) {
+func TestCallRelayExpiry(t *testing.T) {
 	b := bucket(t)
 	const keepAlive = 100 * time.Millisecond
 	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", keepAlive), startRelayNode(t, b, "http://127.0.0.1:2", keepAlive)
@@ -350,10 +350,10 @@ func contains(s []string, x string) bool {
 	return false
 }
 
-// TestRelayHostDies: A drops off NATS (its connection closes, as when
+// TestCallRelayHostDies: A drops off NATS (its connection closes, as when
 // its process dies): B's keepalives go unanswered, and B ends the call
 // of its device with a clear reason.
-func TestRelayHostDies(t *testing.T) {
+func TestCallRelayHostDies(t *testing.T) {
 	b := bucket(t)
 	const keepAlive = 100 * time.Millisecond
 	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", keepAlive), startRelayNode(t, b, "http://127.0.0.1:2", keepAlive)
@@ -373,10 +373,10 @@ func TestRelayHostDies(t *testing.T) {
 	}
 }
 
-// TestRelayBadMessages: malformed messages on a node's relay subject and
+// TestCallRelayBadMessages: malformed messages on a node's relay subject and
 // on a session's subject are logged and dropped (a request gets a bad
 // request answer); the relay goes on working.
-func TestRelayBadMessages(t *testing.T) {
+func TestCallRelayBadMessages(t *testing.T) {
 	b := bucket(t)
 	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
 	r := room(6)
