@@ -27,8 +27,11 @@
 //
 // With several server nodes, Options.Place says where each room lives
 // (the server backs it with package server/cluster): a join for a room
-// another node hosts gets a CallMoved frame with that node's URL instead,
-// and Options.Release gives a room up when it closes; [SFU.EndRoom] ends a
+// another node hosts goes through Options.Remote, which relays the
+// device's signalling to that node (its SFU makes the session with
+// [SFU.ConnectRelayed]; the device's media goes straight there), or,
+// without a Remote, gets a CallMoved frame with that node's URL.
+// Options.Release gives a room up when it closes; [SFU.EndRoom] ends a
 // room the directory placed elsewhere meanwhile. The server's
 // Options.Authorize checks the roster in the store, and the server calls
 // [SFU.EvictAbsent] when a commit replaces a group's roster, and every

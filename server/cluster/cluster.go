@@ -1,7 +1,8 @@
-// Package cluster places call rooms on server nodes. A call's media goes
-// through one SFU, so each room (a group id and a call id) lives on one
-// node; a node asked to join a room that another node hosts answers with
-// that node's public URL, and the client goes there.
+// Package cluster places call rooms on server nodes, and relays call
+// signalling between them. A call's media goes through one SFU, so each
+// room (a group id and a call id) lives on one node; a node asked to join
+// a room that another node hosts relays the device's signalling there
+// over NATS ([Relay]), and the device's media goes straight to that node.
 //
 // A Directory decides where rooms live. Local is the directory of a single
 // node: every room is local. NATS keeps the directory in a JetStream
@@ -18,7 +19,7 @@
 //	switch {
 //	case err != nil:  // answer CodeUnavailable: the client retries
 //	case p.Local:     // host the room here
-//	default:          // point the client at p.URL
+//	default:          // relay the join to p.URL (Relay.Open)
 //	}
 //
 // and, when the room's last participant leaves, dir.Release(ctx, room).
@@ -26,6 +27,25 @@
 // node (this node was cut off from NATS for longer than the TTL and
 // another node placed the room meanwhile): it ends the room's calls, and
 // their clients rejoin through the directory.
+//
+// # The relay
+//
+// [Relay] implements calls.Remote. A node's relay id is the first 16
+// bytes of the SHA-256 of its public URL, in hex. The host of a room
+// receives, on hush.calls.relay.<host id>, each relayed session's opening
+// join (with the device id the origin node authenticated), its later
+// frames, its close, and the origin's keepalives; joins and frames are
+// NATS requests, answered with the host SFU's error if any. The origin
+// receives the host's frames for a session on
+// hush.calls.relay.<origin id>.<session id>. One subject per direction
+// keeps a session's frames in order. On the host a relayed session is a
+// calls.Session of its SFU (SFU.ConnectRelayed), so the roster check and
+// everything else run there as for a local device. Origins list their
+// live sessions to each host every RelayConfig.KeepAlive (5 s); a host
+// ends sessions not kept alive for RelayConfig.Expiry (15 s), and an
+// origin whose host has not answered for as long ends them with a
+// CallEnded frame. Malformed messages are logged (never their content)
+// and dropped. NATS is trusted: see docs/THREAT-MODEL.md.
 //
 // # Guarantees
 //
