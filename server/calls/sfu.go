@@ -460,10 +460,10 @@ func (se *Session) join(ctx context.Context, k roomKey, c *proto.Call) error {
 		break
 	}
 	se.mu.Lock()
-	if se.closed || se.remotes[k] != nil {
+	if closed, relayed := se.closed, se.remotes[k] != nil; closed || relayed {
 		se.mu.Unlock()
 		p.leave()
-		if !se.closed {
+		if !closed {
 			return &proto.Error{Code: proto.CodeConflict, Message: "already in this call"}
 		}
 		return &proto.Error{Code: proto.CodeUnavailable, Message: "connection closing"}
