@@ -8,7 +8,8 @@
 //
 // Needs PostgreSQL at 127.0.0.1:5432 (trust auth, database test, psql to
 // make a schema) and NATS with JetStream at 127.0.0.1:4222: without them
-// the test is skipped, with the reason.
+// the test is skipped, with the reason, except in CI (CI set), where it
+// fails as web_test.go does.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -137,6 +138,9 @@ async function openConversation(p, title) {
 }
 
 const missing = await missingServices();
+if (missing.length && process.env.CI) {
+  throw new Error(`CI must run the cluster call test, but these are missing: ${missing.join(', ')}`);
+}
 
 describe('a call across two cluster nodes', { timeout: 300_000, skip: missing.length ? `missing ${missing.join(', ')}` : false }, () => {
   let dir, schema, nodes, browser, alice, bob;
