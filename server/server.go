@@ -180,7 +180,8 @@ func New(ctx context.Context, o Options) (s *Server, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if s.tls {
-		s.ln = tls.NewListener(s.ln, tlsConfig)
+		// Like tls.NewListener; idle push WebSockets then hold no goroutine.
+		s.ln = httpapi.TLSListener(s.ln, tlsConfig)
 	}
 	if s.calls != nil {
 		if err = s.openRooms(ctx); err != nil {

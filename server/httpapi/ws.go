@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,8 +31,12 @@ import (
 //     process's poller (package netpoll, one epoll instance and goroutine
 //     for all connections). When it is readable a short-lived worker reads one
 //     message, handles it, and re-arms the registration; so frames are
-//     handled one at a time, in order. Connections the poller cannot take
-//     (TLS, or systems without epoll) have a reading goroutine instead.
+//     handled one at a time, in order. TLS connections (TLSListener) too:
+//     the worker re-arms only once the *tls.Conn holds no more plaintext
+//     or records, which the socket would not report (wstls.go).
+//     Connections the poller cannot take (systems without epoll, TLS not
+//     accepted by TLSListener, bytes that came with the upgrade) have a
+//     reading goroutine instead.
 //   - pushing: the delivery.Feed calls back when there is something to
 //     push; a short-lived worker then takes everything pending (Feed.Next)
 //     and writes it in one write: one batch frame for clients that asked
@@ -92,6 +97,7 @@ type session struct {
 	poller *netpoll.Poller                // the process's, when the session started
 	poll   atomic.Pointer[netpoll.Handle] // nil with a reading goroutine; set under wmu
 	sc     syscall.Conn                   // the connection, with the poller
+	nb     *nbConn                        // under TLS, with the poller (wstls.go)
 
 	// mu is held while a frame is handled, so that goAway closes the
 	// connection between frames, never in the middle of a send.
@@ -212,19 +218,29 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 	}
 	go s.drain() // the first push: everything pending
 
-	if sc, ok := conn.(syscall.Conn); ok && s.r == io.Reader(conn) && s.poller != nil {
+	sc, ok := conn.(syscall.Conn)
+	var nb *nbConn
+	if tc, isTLS := conn.(*tls.Conn); isTLS {
+		nb, ok = tc.NetConn().(*nbConn)
+		sc = nb
+	}
+	if ok && s.r == io.Reader(conn) && s.poller != nil {
 		// Registered under wmu, so that close, which takes the Handle out
 		// before the descriptor is closed, sees it.
 		s.wmu.Lock()
 		if !s.closed.Load() {
-			s.sc = sc
+			s.sc, s.nb = sc, nb
 			if h, err := s.poller.Add(sc, s.readable); err == nil {
 				s.poll.Store(h)
 			}
 		}
 		s.wmu.Unlock()
 		if h := s.poll.Load(); h != nil {
-			if h.Resume() != nil {
+			if s.nb != nil {
+				// The TLS connection may hold frames already (records that
+				// came with the handshake's last ones): drain it first.
+				s.readable()
+			} else if h.Resume() != nil {
 				s.close(ws.StatusInternalServerError, "poller")
 			}
 			return nil
@@ -450,31 +466,62 @@ const maxReadsPerWake = 64
 // message, and the next ones while more bytes wait (a client pipelining
 // its sends: no wake-up, worker and re-arming of the poller per frame),
 // up to maxReadsPerWake, then waits for the next.
-func (s *session) readable() {
-	runJob(func() {
-		for range maxReadsPerWake {
-			if !s.readOne() {
-				return
-			}
-			if !readyToRead(s.sc) {
-				break
-			}
+func (s *session) readable() { runJob(s.readBurst) }
+
+func (s *session) readBurst() {
+	if s.nb != nil {
+		s.readBurstTLS()
+		return
+	}
+	for range maxReadsPerWake {
+		if !s.readOne(s.r) {
+			return
 		}
-		if s.poll.Load().Resume() != nil {
-			s.close(ws.StatusInternalServerError, "poller")
+		if !readyToRead(s.sc) {
+			break
 		}
-	})
+	}
+	s.resume()
+}
+
+// readBurstTLS is readBurst for a TLS connection: the poller is re-armed
+// only once the TLS connection holds nothing more (see wstls.go); the
+// socket may have nothing to report while it does.
+func (s *session) readBurstTLS() {
+	for range maxReadsPerWake {
+		r, open := s.probe()
+		if !open {
+			return
+		}
+		if r == nil {
+			s.resume()
+			return
+		}
+		if !s.readOne(r) {
+			return
+		}
+	}
+	// More may be waiting inside the TLS connection: another worker looks.
+	runJob(s.readBurst)
+}
+
+// resume re-arms the poller.
+func (s *session) resume() {
+	if s.poll.Load().Resume() != nil {
+		s.close(ws.StatusInternalServerError, "poller")
+	}
 }
 
 // readLoop reads and handles messages until the connection ends, for
 // connections the poller does not watch.
 func (s *session) readLoop() {
-	for s.readOne() {
+	for s.readOne(s.r) {
 	}
 }
 
-// readOne reads one message and handles it; false if the session is over.
-func (s *session) readOne() bool {
+// readOne reads one message from r (the connection, perhaps after bytes
+// read already) and handles it; false if the session is over.
+func (s *session) readOne(r io.Reader) bool {
 	if s.closed.Load() {
 		return false
 	}
@@ -483,7 +530,7 @@ func (s *session) readOne() bool {
 	} else {
 		s.conn.SetReadDeadline(time.Now().Add(idleTimeout))
 	}
-	op, data, err := readMessage(s.r, proto.MaxRequestBytes, s.control)
+	op, data, err := readMessage(r, proto.MaxRequestBytes, s.control)
 	if err != nil {
 		var ce *closeError
 		switch {
