@@ -106,8 +106,9 @@ func TestAPITLS(t *testing.T) { runAPI(t, tlsBackend) }
 // added to the URL if not empty) as a minimal client: the *tls.Conn and
 // nothing else, no goroutine or buffer of its own. It returns the
 // connection after the server's hello frame; wrap, if not nil, wraps the
-// TCP connection under TLS.
-func dialTLSRaw(ctx context.Context, ts *testServer, token, query string, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
+// TCP connection under TLS; version, if not 0, is the highest TLS version
+// offered.
+func dialTLSRaw(ctx context.Context, ts *testServer, token, query string, version uint16, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
 	u, err := url.Parse(ts.URL())
 	if err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func dialTLSRaw(ctx context.Context, ts *testServer, token, query string, wrap f
 	if wrap != nil {
 		raw = wrap(raw)
 	}
-	cn := tls.Client(raw, &tls.Config{RootCAs: testCert.pool, ServerName: "127.0.0.1"})
+	cn := tls.Client(raw, &tls.Config{RootCAs: testCert.pool, ServerName: "127.0.0.1", MaxVersion: version})
 	cn.SetDeadline(time.Now().Add(30 * time.Second))
 	path := proto.PathWebSocket
 	if query != "" {
@@ -283,7 +284,7 @@ func TestIdleTLSConnectionsHoldNoGoroutine(t *testing.T) {
 		if i%2 == 1 {
 			query = "batch=1" // batch frames take the same path
 		}
-		cn, err := dialTLSRaw(ctx, ts, c.token, query, nil)
+		cn, err := dialTLSRaw(ctx, ts, c.token, query, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,20 +335,27 @@ func (c *piecesConn) Write(b []byte) (int, error) {
 // before waiting for the socket again); a frame split across records and
 // TCP segments; frames larger than a record, with small ones in their
 // last record; and frames split mid-record across writes. On normal,
-// batch and send-only connections.
+// batch and send-only connections, and over TLS 1.2.
 func TestTLSFramesAcrossRecords(t *testing.T) {
 	ts := start(t, tlsBackend(t))
 	c := register(t, ts)
-	for _, query := range []string{"", "batch=1", "push=0"} {
-		t.Run("query="+query, func(t *testing.T) {
+	for _, tc := range []struct {
+		query   string
+		version uint16
+	}{{"", tls.VersionTLS13}, {"batch=1", tls.VersionTLS13}, {"push=0", tls.VersionTLS13}, {"", tls.VersionTLS12}} {
+		query := tc.query
+		t.Run(fmt.Sprintf("query=%s/%s", query, tls.VersionName(tc.version)), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			pc := &piecesConn{size: 1 << 20}
-			cn, err := dialTLSRaw(ctx, ts, c.token, query, func(raw net.Conn) net.Conn { pc.Conn = raw; return pc })
+			cn, err := dialTLSRaw(ctx, ts, c.token, query, tc.version, func(raw net.Conn) net.Conn { pc.Conn = raw; return pc })
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cn.Close()
+			if v := cn.ConnectionState().Version; v != tc.version {
+				t.Fatalf("negotiated %s", tls.VersionName(v))
+			}
 			id := uint64(0)
 			next := func() uint64 { id++; return id }
 
