@@ -63,7 +63,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				var cn net.Conn
 				var err error
 				if tc.name == "tls" {
-					cn, err = dialTLSRaw(ctx, ts, token, "", 0, nil)
+					cn, err = dialTLSRaw(ctx, ts, token, tlsDial{})
 				} else {
 					cn, err = loadgen.DialIdle(ctx, ts.URL(), token, nil)
 				}

@@ -102,13 +102,19 @@ func tlsBackend(tb testing.TB) server.Options {
 // catch-up, typing, revocation, malformed frames…) over TLS.
 func TestAPITLS(t *testing.T) { runAPI(t, tlsBackend) }
 
-// dialTLSRaw opens an authenticated push WebSocket over TLS to ts (query
-// added to the URL if not empty) as a minimal client: the *tls.Conn and
-// nothing else, no goroutine or buffer of its own. It returns the
-// connection after the server's hello frame; wrap, if not nil, wraps the
-// TCP connection under TLS; version, if not 0, is the highest TLS version
-// offered.
-func dialTLSRaw(ctx context.Context, ts *testServer, token, query string, version uint16, wrap func(net.Conn) net.Conn) (*tls.Conn, error) {
+// tlsDial is how dialTLSRaw connects; the zero value is a plain dial.
+type tlsDial struct {
+	query   string                  // added to the WebSocket's URL
+	version uint16                  // the highest TLS version offered, if not 0
+	wrap    func(net.Conn) net.Conn // wraps the TCP connection under TLS, if not nil
+	early   []byte                  // sent right after the request, before its answer
+}
+
+// dialTLSRaw opens an authenticated push WebSocket over TLS to ts as a
+// minimal client: the *tls.Conn and nothing else, no goroutine or buffer
+// of its own. It returns the connection after the server's hello frame.
+func dialTLSRaw(ctx context.Context, ts *testServer, token string, o tlsDial) (*tls.Conn, error) {
+	query, version, wrap := o.query, o.version, o.wrap
 	u, err := url.Parse(ts.URL())
 	if err != nil {
 		return nil, err
@@ -134,6 +140,12 @@ func dialTLSRaw(ctx context.Context, ts *testServer, token, query string, versio
 	if _, err := io.WriteString(cn, req); err != nil {
 		cn.Close()
 		return nil, err
+	}
+	if o.early != nil {
+		if _, err := cn.Write(o.early); err != nil { // a record of its own
+			cn.Close()
+			return nil, err
+		}
 	}
 	// The answer's head, a byte at a time: nothing after it is taken.
 	var head []byte
@@ -284,7 +296,7 @@ func TestIdleTLSConnectionsHoldNoGoroutine(t *testing.T) {
 		if i%2 == 1 {
 			query = "batch=1" // batch frames take the same path
 		}
-		cn, err := dialTLSRaw(ctx, ts, c.token, query, 0, nil)
+		cn, err := dialTLSRaw(ctx, ts, c.token, tlsDial{query: query})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +360,8 @@ func TestTLSFramesAcrossRecords(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			pc := &piecesConn{size: 1 << 20}
-			cn, err := dialTLSRaw(ctx, ts, c.token, query, tc.version, func(raw net.Conn) net.Conn { pc.Conn = raw; return pc })
+			cn, err := dialTLSRaw(ctx, ts, c.token, tlsDial{query: query, version: tc.version,
+				wrap: func(raw net.Conn) net.Conn { pc.Conn = raw; return pc }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -420,5 +433,24 @@ func TestTLSFramesAcrossRecords(t *testing.T) {
 				t.Fatalf("after the client's close frame: %+v, %v; want the server's close frame", f, err)
 			}
 		})
+	}
+}
+
+// TestTLSFrameWithTheRequest: a client that sends a frame right after the
+// upgrade request, without waiting for its answer, in a record of its
+// own, is answered (the frame may have been read from the socket with the
+// request, into net/http's buffer or the TLS connection's).
+func TestTLSFrameWithTheRequest(t *testing.T) {
+	ts := start(t, tlsBackend(t))
+	c := register(t, ts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 20 {
+		cn, err := dialTLSRaw(ctx, ts, c.token, tlsDial{early: pingFrame(uint64(i), 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPongs(t, cn, uint64(i))
+		cn.Close()
 	}
 }

@@ -218,11 +218,12 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 	}
 	go s.drain() // the first push: everything pending
 
+	var nb *nbConn // TLS over a connection the poller can take
 	sc, ok := conn.(syscall.Conn)
-	var nb *nbConn
 	if tc, isTLS := conn.(*tls.Conn); isTLS {
-		nb, ok = tc.NetConn().(*nbConn)
-		sc = nb
+		if nb, ok = tc.NetConn().(*nbConn); ok {
+			sc = nb
+		}
 	}
 	if ok && s.r == io.Reader(conn) && s.poller != nil {
 		// Registered under wmu, so that close, which takes the Handle out
@@ -237,8 +238,11 @@ func (a *API) webSocket(w http.ResponseWriter, r *http.Request, dev *store.Devic
 		s.wmu.Unlock()
 		if h := s.poll.Load(); h != nil {
 			if s.nb != nil {
-				// The TLS connection may hold frames already (records that
-				// came with the handshake's last ones): drain it first.
+				// Should the TLS connection hold records read from the
+				// socket before the upgrade, look in it before waiting for
+				// the socket. (net/http's background read normally takes
+				// the first byte of any, which sends the connection to a
+				// reading goroutine as bytes that came with the upgrade.)
 				s.readable()
 			} else if h.Resume() != nil {
 				s.close(ws.StatusInternalServerError, "poller")
