@@ -9,14 +9,27 @@
 // subscriptions by itself, and Config.OnReconnect lets the server then
 // re-scan the store for its connected devices, catching up on anything it
 // was not told about.
+//
+// A subscription costs no goroutine: nats.go gives each subscription with a
+// callback a goroutine of its own, which would put one back on every idle
+// connection that the server holds without one. Subscriptions here are
+// channel subscriptions instead, sharing a few channels, each read by one
+// goroutine of the Bus (dispatchers) that calls the subscriber; a device's
+// events keep their order, since its subscription always uses the same
+// channel. When a channel is full, nats.go drops the event (a slow
+// consumer); an event is only a wake-up, and the server's periodic poll
+// catches up on a lost one.
 package natsbus
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,9 +58,27 @@ type Config struct {
 // confirm a subscription when ctx has no deadline.
 const subscribeTimeout = 5 * time.Second
 
+// dispatchQueue is the length of each dispatcher's channel: events
+// waiting to be handed to their subscribers.
+const dispatchQueue = 8192
+
 // Bus is a bus.Bus over a NATS connection.
 type Bus struct {
 	nc *nats.Conn
+
+	mu   sync.RWMutex
+	subs map[*nats.Subscription]*subscriber
+
+	queues []chan *nats.Msg // one per dispatcher
+	stop   chan struct{}    // ends the dispatchers
+	done   sync.WaitGroup
+	closed sync.Once
+}
+
+// subscriber is one Subscribe's function, until it unsubscribes.
+type subscriber struct {
+	fn     func(bus.Event)
+	active atomic.Bool
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -71,7 +102,38 @@ func Connect(cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
-	return &Bus{nc: nc}, nil
+	b := &Bus{nc: nc, subs: make(map[*nats.Subscription]*subscriber), stop: make(chan struct{})}
+	b.queues = make([]chan *nats.Msg, max(2, runtime.GOMAXPROCS(0)))
+	for i := range b.queues {
+		q := make(chan *nats.Msg, dispatchQueue)
+		b.queues[i] = q
+		b.done.Go(func() { b.dispatch(q) })
+	}
+	return b, nil
+}
+
+// dispatch hands the events that arrive on q to their subscribers, one at
+// a time, until the Bus closes.
+func (b *Bus) dispatch(q chan *nats.Msg) {
+	for {
+		select {
+		case <-b.stop:
+			return
+		case m := <-q:
+			b.mu.RLock()
+			s := b.subs[m.Sub]
+			b.mu.RUnlock()
+			var ev bus.Event
+			if s != nil && s.active.Load() && json.Unmarshal(m.Data, &ev) == nil {
+				s.fn(ev)
+			}
+		}
+	}
+}
+
+// queue returns the dispatcher channel of a device's subscriptions.
+func (b *Bus) queue(device store.DeviceID) chan *nats.Msg {
+	return b.queues[binary.LittleEndian.Uint64(device[:8])%uint64(len(b.queues))]
 }
 
 // Subject returns the subject on which a device's events travel.
@@ -94,17 +156,28 @@ func (b *Bus) Publish(ctx context.Context, device store.DeviceID, ev bus.Event) 
 // Subscribe subscribes to the device's events and returns once the server
 // has confirmed the subscription, so that an event published by any node
 // after Subscribe returns is delivered. Events that fail to decode are
-// dropped. fn is called on the subscription's own goroutine, one event at a
-// time.
+// dropped. fn is called on one of the Bus's dispatchers, one event at a
+// time, and must not block (bus.Bus).
 func (b *Bus) Subscribe(ctx context.Context, device store.DeviceID, fn func(bus.Event)) (func(), error) {
-	sub, err := b.nc.Subscribe(Subject(device), func(m *nats.Msg) {
-		var ev bus.Event
-		if json.Unmarshal(m.Data, &ev) == nil {
-			fn(ev)
-		}
-	})
+	s := &subscriber{fn: fn}
+	s.active.Store(true)
+	// Held while subscribing, so that a dispatcher that gets the first
+	// event finds the subscriber.
+	b.mu.Lock()
+	sub, err := b.nc.ChanSubscribe(Subject(device), b.queue(device))
+	if err == nil {
+		b.subs[sub] = s
+	}
+	b.mu.Unlock()
 	if err != nil {
 		return nil, b.err(err)
+	}
+	unsubscribe := func() {
+		s.active.Store(false)
+		sub.Unsubscribe()
+		b.mu.Lock()
+		delete(b.subs, sub)
+		b.mu.Unlock()
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -112,11 +185,11 @@ func (b *Bus) Subscribe(ctx context.Context, device store.DeviceID, fn func(bus.
 		defer cancel()
 	}
 	if err := b.nc.FlushWithContext(ctx); err != nil {
-		sub.Unsubscribe()
+		unsubscribe()
 		return nil, b.err(err)
 	}
 	var once sync.Once
-	return func() { once.Do(func() { sub.Unsubscribe() }) }, nil
+	return func() { once.Do(unsubscribe) }, nil
 }
 
 // Close sends what is buffered, if it can within a second, and closes the
@@ -126,6 +199,8 @@ func (b *Bus) Close() error {
 		b.nc.FlushTimeout(time.Second) // best effort: events are lossy anyway
 		b.nc.Close()
 	}
+	b.closed.Do(func() { close(b.stop) })
+	b.done.Wait()
 	return nil
 }
 

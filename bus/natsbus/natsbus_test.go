@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +98,65 @@ func TestReconnect(t *testing.T) {
 		case <-deadline:
 			t.Fatal("no event after reconnecting")
 		}
+	}
+}
+
+// TestSubscriptionsHoldNoGoroutine checks that a subscription costs no
+// goroutine (nats.go starts one per subscription with a callback), so that
+// the server's idle connections hold none on a cluster either, and that
+// every subscriber still gets its device's events, in order.
+func TestSubscriptionsHoldNoGoroutine(t *testing.T) {
+	addr := natsAddr(t)
+	sub := connect(t, natsbus.Config{URL: "nats://" + addr, Name: "many"})
+	pub := connect(t, natsbus.Config{URL: "nats://" + addr, Name: "pub"})
+	const n = 500
+	before := runtime.NumGoroutine()
+	devices := make([]store.DeviceID, n)
+	got := make([]chan bus.Event, n)
+	unsub := make([]func(), n)
+	for i := range devices {
+		devices[i] = store.NewDeviceID()
+		got[i] = make(chan bus.Event, 4)
+		ch := got[i]
+		u, err := sub.Subscribe(t.Context(), devices[i], func(ev bus.Event) { ch <- ev })
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsub[i] = u
+	}
+	if grew := runtime.NumGoroutine() - before; grew > n/10 {
+		t.Fatalf("%d subscriptions started %d goroutines", n, grew)
+	}
+	for i, d := range devices {
+		for seq := uint64(1); seq <= 2; seq++ {
+			if err := pub.Publish(t.Context(), d, bus.Event{Kind: bus.KindDirect, Seq: seq + uint64(i)*10}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range devices {
+		for seq := uint64(1); seq <= 2; seq++ {
+			select {
+			case ev := <-got[i]:
+				if ev.Seq != seq+uint64(i)*10 {
+					t.Fatalf("device %d: got seq %d, want %d", i, ev.Seq, seq+uint64(i)*10)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("device %d: event %d not delivered", i, seq)
+			}
+		}
+	}
+	for _, u := range unsub {
+		u()
+	}
+	// After unsubscribing, nothing more arrives.
+	if err := pub.Publish(t.Context(), devices[0], bus.Event{Kind: bus.KindDirect, Seq: 99}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got[0]:
+		t.Fatalf("event after unsubscribe: %+v", ev)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 
