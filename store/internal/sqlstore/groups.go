@@ -302,16 +302,18 @@ func (s *Store) Fetch(ctx context.Context, device store.DeviceID, limit int) (st
 		limit = store.DefaultFetchLimit
 	}
 	limit = min(limit, store.MaxFetchLimit)
-	t := micros(now())
+	t := now()
 	var p store.Pending
-	rows, err := s.read.QueryContext(ctx, `SELECT seq, sender, client_msg_id, group_id, kind, payload, sent_at, expires_at
-		FROM direct WHERE device_id = $1 AND (expires_at IS NULL OR expires_at > $2)
-		ORDER BY seq LIMIT $3`, device[:], t, limit)
+	st, err := s.fetchDirect.get(ctx, s.read, fetchDirectSQL)
+	if err != nil {
+		return p, dbErr("fetch", err)
+	}
+	rows, err := st.QueryContext(ctx, device[:])
 	if err != nil {
 		return p, dbErr("fetch", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
+	for len(p.Direct) < limit && rows.Next() {
 		d := store.Direct{To: device}
 		var seq, kind, sent int64
 		var expires sql.NullInt64
@@ -319,26 +321,29 @@ func (s *Store) Fetch(ctx context.Context, device store.DeviceID, limit int) (st
 			return p, dbErr("fetch", err)
 		}
 		d.Seq, d.Kind, d.SentAt, d.ExpiresAt = uint64(seq), store.Kind(kind), fromMicros(sent), fromNullMicros(expires)
+		if d.ExpiresAt != nil && !d.ExpiresAt.After(t) {
+			continue // expired, awaiting the purge
+		}
 		p.Direct = append(p.Direct, d)
 	}
 	if err := rows.Err(); err != nil {
 		return p, dbErr("fetch", err)
 	}
+	rows.Close()
 	rest := limit - len(p.Direct)
 	if rest == 0 {
 		return p, nil
 	}
-	// Walks the device's memberships in group order and each group's log
-	// by index from the cursor on, so LIMIT stops the scan early.
-	rows, err = s.read.QueryContext(ctx, `SELECT m.group_id, m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
-		FROM members mb JOIN messages m ON m.group_id = mb.group_id AND m.seq > mb.acked
-		WHERE mb.device_id = $1 AND m.sender <> $1 AND (m.expires_at IS NULL OR m.expires_at > $2)
-		ORDER BY mb.group_id, m.seq LIMIT $3`, device[:], t, rest)
+	st, err = s.fetchGroups.get(ctx, s.read, fetchGroupsSQL)
+	if err != nil {
+		return p, dbErr("fetch", err)
+	}
+	rows, err = st.QueryContext(ctx, device[:])
 	if err != nil {
 		return p, dbErr("fetch", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
+	for len(p.Messages) < rest && rows.Next() {
 		var m store.Message
 		var seq, kind, epoch, sent int64
 		var expires sql.NullInt64
@@ -346,10 +351,30 @@ func (s *Store) Fetch(ctx context.Context, device store.DeviceID, limit int) (st
 			return p, dbErr("fetch", err)
 		}
 		m.Seq, m.Kind, m.Epoch, m.SentAt, m.ExpiresAt = uint64(seq), store.Kind(kind), uint64(epoch), fromMicros(sent), fromNullMicros(expires)
+		if m.ExpiresAt != nil && !m.ExpiresAt.After(t) {
+			continue // expired, awaiting the purge
+		}
 		p.Messages = append(p.Messages, m)
 	}
 	return p, dbErr("fetch", rows.Err())
 }
+
+// Fetch's queries, prepared once (every push connection runs them at its
+// periodic poll). As in fetchGroupSQL, the expiry check and the limit are
+// applied in Go, so that no parameter can change SQLite's plan and make it
+// prepare the statement again; the rows stream in order and reading stops
+// at the limit.
+var (
+	fetchDirectSQL = `SELECT seq, sender, client_msg_id, group_id, kind, payload, sent_at, expires_at
+		FROM direct WHERE device_id = $1
+		ORDER BY seq LIMIT ` + strconv.Itoa(store.MaxFetchLimit)
+	// Walks the device's memberships in group order and each group's log
+	// by index from the cursor on, so stopping at the limit stops the scan.
+	fetchGroupsSQL = `SELECT m.group_id, m.seq, m.sender, m.client_msg_id, m.kind, m.epoch, m.payload, m.sent_at, m.expires_at
+		FROM members mb JOIN messages m ON m.group_id = mb.group_id AND m.seq > mb.acked
+		WHERE mb.device_id = $1 AND m.sender <> $1
+		ORDER BY mb.group_id, m.seq LIMIT ` + strconv.Itoa(store.MaxFetchLimit)
+)
 
 func (s *Store) Ack(ctx context.Context, device store.DeviceID, group store.GroupID, seq uint64) error {
 	sq, err := toDB(seq)

@@ -61,6 +61,8 @@ type Store struct {
 	claimSQL string
 
 	fetchGroup prepared // FetchGroup's query, run for every push
+	// Fetch's and Device's, run at every push connection's periodic poll.
+	fetchDirect, fetchGroups, device prepared
 }
 
 // New returns a Store that reads from read and writes through write.
@@ -165,7 +167,11 @@ func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 }
 
 func (s *Store) Device(ctx context.Context, id store.DeviceID) (store.Device, error) {
-	d, err := scanDevice(s.read.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id[:]))
+	st, err := s.device.get(ctx, s.read, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`)
+	if err != nil {
+		return store.Device{}, dbErr("read device", err)
+	}
+	d, err := scanDevice(st.QueryRowContext(ctx, id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, fmt.Errorf("device %s: %w", id, store.ErrNotFound)
 	}
