@@ -250,6 +250,7 @@ type callHooks struct {
 	next   int
 	frames map[int]func(*proto.Call)
 	epochs map[int]func(conv string)
+	conns  map[int]func()
 }
 
 // OnCallFrame calls fn with every "call" frame the server pushes (SFU
@@ -292,6 +293,42 @@ func (c *Client) OnEpoch(fn func(conv string)) (stop func()) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		delete(h.epochs, id)
+	}
+}
+
+// OnConnect calls fn each time [Client.Run] has opened a push connection,
+// once it can carry call frames (before it catches up). The server ends
+// a device's part in every call when its connection closes, so a call
+// going on must join again (client/call does). fn must not block. Call
+// the returned function to stop.
+func (c *Client) OnConnect(fn func()) (stop func()) {
+	h := &c.hooks
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conns == nil {
+		h.conns = make(map[int]func())
+	}
+	id := h.next
+	h.next++
+	h.conns[id] = fn
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.conns, id)
+	}
+}
+
+// connected tells the OnConnect subscribers of a new push connection.
+func (c *Client) connected() {
+	h := &c.hooks
+	h.mu.Lock()
+	fns := make([]func(), 0, len(h.conns))
+	for _, fn := range h.conns {
+		fns = append(fns, fn)
+	}
+	h.mu.Unlock()
+	for _, fn := range fns {
+		fn()
 	}
 }
 

@@ -566,6 +566,7 @@ func (c *Client) runOnce(ctx context.Context) error {
 		}
 		c.amu.Unlock()
 	}()
+	c.connected()
 	wake := make(chan struct{}, 1)
 	wake <- struct{}{} // catch up first
 	readErr := make(chan error, 1)

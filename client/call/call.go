@@ -51,6 +51,11 @@ type Config struct {
 
 	// Logger receives the call's logs, and pion's. Nil discards them.
 	Logger *slog.Logger
+
+	// lost, if set (by a Session), is told instead of ending the call when
+	// the PeerConnection fails or the SFU ends our part in the call for a
+	// reason that a new join may cure ([Retryable]).
+	lost func(reason string)
 }
 
 // ErrEnded is returned by a Call's methods once the call has ended.
@@ -66,9 +71,10 @@ type Call struct {
 	audio *Sender
 	video *Sender
 
-	sigMu     sync.Mutex // serialises offers; guards pc and published
+	sigMu     sync.Mutex // serialises offers; guards pc, published and up
 	pc        *webrtc.PeerConnection
 	published bool
+	up        chan struct{} // closed once pc has connected
 
 	connectedOnce sync.Once
 	connected     chan struct{}
@@ -95,7 +101,7 @@ func Join(ctx context.Context, cfg Config) (*Call, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call: %w", err)
 	}
-	c := &Call{cfg: cfg, log: log, api: api, connected: make(chan struct{}), done: make(chan struct{})}
+	c := &Call{cfg: cfg, log: log, api: api, connected: make(chan struct{}), up: make(chan struct{}), done: make(chan struct{})}
 	if c.audio, err = newSender(c, rtc.Opus, false); err != nil {
 		return nil, err
 	}
@@ -123,6 +129,10 @@ func (c *Call) Handle(ctx context.Context, f *proto.Call) error {
 		}
 		return err
 	case proto.CallEnded:
+		if c.cfg.lost != nil && Retryable(f.Reason) {
+			c.cfg.lost("ended by the server: " + f.Reason)
+			return nil
+		}
 		c.end("ended by the server: " + f.Reason)
 		return nil
 	}
@@ -181,12 +191,22 @@ func (c *Call) newPeerConnection(servers []proto.ICEServer) error {
 	if err != nil {
 		return fmt.Errorf("call: %w", err)
 	}
+	up := c.up
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		switch s {
 		case webrtc.PeerConnectionStateConnected:
 			c.connectedOnce.Do(func() { close(c.connected) })
+			c.sigMu.Lock()
+			if c.pc == pc && c.up == up {
+				select {
+				case <-up:
+				default:
+					close(up)
+				}
+			}
+			c.sigMu.Unlock()
 		case webrtc.PeerConnectionStateFailed:
-			go c.end("connection failed")
+			go c.fail(pc)
 		}
 	})
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -196,6 +216,56 @@ func (c *Call) newPeerConnection(servers []proto.ICEServer) error {
 	})
 	c.pc = pc
 	return nil
+}
+
+// fail handles the failure of pc: nothing if it is no longer the call's
+// PeerConnection, else the call ends or, in a Session, rejoins.
+func (c *Call) fail(pc *webrtc.PeerConnection) {
+	c.sigMu.Lock()
+	stale := c.pc != pc
+	c.sigMu.Unlock()
+	switch {
+	case stale:
+	case c.cfg.lost != nil:
+		c.cfg.lost("connection failed")
+	default:
+		c.end("connection failed")
+	}
+}
+
+// reset closes the PeerConnection, if any, so that the next offer (the
+// SFU's answer to a new join) makes a fresh one that publishes the same
+// senders again. The remote streams of the old one end. It returns the
+// channel closed once the new PeerConnection connects.
+func (c *Call) reset() <-chan struct{} {
+	c.sigMu.Lock()
+	pc := c.pc
+	c.pc, c.published, c.up = nil, false, make(chan struct{})
+	up := c.up
+	c.sigMu.Unlock()
+	if pc != nil {
+		if err := pc.Close(); err != nil {
+			c.log.Debug("call: close", "err", err)
+		}
+	}
+	return up
+}
+
+// Retryable reports whether the SFU's reason for ending this device's
+// part in a call (an "ended" frame) is one that joining again may cure:
+// the connection failed, the server node shut down or lost the room. The
+// others (removed from the group, another connection of the device
+// joined, and any reason this version does not know) are final.
+func Retryable(reason string) bool {
+	switch reason {
+	case "connection failed",
+		"server shutting down",
+		"the call moved to another server node",
+		"lost the server node hosting the call",
+		"the call ended on the server node hosting it":
+		return true
+	}
+	return false
 }
 
 // readRTCP drains a sender's RTCP, which lets the NACK responder answer

@@ -34,7 +34,22 @@ type SessionOptions struct {
 	// this, and finding nobody else's stream in it, invites the members
 	// again (see [Session.Rang]); 0 selects client.RingAgainAfter.
 	RingAgainAfter time.Duration
+
+	// RejoinFor is how long the session tries to join the call again
+	// after losing it (the push connection dropped, the PeerConnection
+	// failed, or the SFU ended our part for a reason [Retryable] says a
+	// new join may cure) before it gives up and ends; 0 selects
+	// DefaultRejoinFor, a negative value never rejoins.
+	RejoinFor time.Duration
+	// OnReconnecting, if set, is called when the session lost the call
+	// and starts to rejoin it, with the reason; OnReconnected once media
+	// flows again. Neither must block.
+	OnReconnecting func(reason string)
+	OnReconnected  func()
 }
+
+// DefaultRejoinFor is SessionOptions.RejoinFor when it is 0.
+const DefaultRejoinFor = 30 * time.Second
 
 // A Session is this device in a conversation's call, wired to the
 // client core: the call signalling goes to the members as MLS messages
@@ -56,13 +71,15 @@ type Session struct {
 	Started bool
 
 	frames  chan *proto.Call
+	lost    chan lost
+	opts    SessionOptions
 	connMu  sync.Mutex
 	moved   client.PushConn // the connection to the node hosting the room, once the call moved there
 	stops   []func()
 	removed atomic.Bool
 	rang    atomic.Bool
 	old     bool       // joined a call whose invite is older than RingAgainAfter
-	ringMu  sync.Mutex // orders ring's invite before Leave's leave
+	ringMu  sync.Mutex // orders ring's invite and a rejoin's join before Leave's leave
 	closed  chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -93,8 +110,11 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Session{cl: cl, conv: conv, groupID: groupID, keys: keys, log: log,
-		frames: make(chan *proto.Call, frameQueue), closed: make(chan struct{})}
+	if o.RejoinFor == 0 {
+		o.RejoinFor = DefaultRejoinFor
+	}
+	s := &Session{cl: cl, conv: conv, groupID: groupID, keys: keys, log: log, opts: o,
+		frames: make(chan *proto.Call, frameQueue), lost: make(chan lost, 1), closed: make(chan struct{})}
 	callID := o.CallID
 	if callID == "" {
 		// Join the conversation's call if one is going on, or start one;
@@ -124,12 +144,16 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 				s.rekey()
 			}
 		}),
+		// A new push connection means the old one closed, and the SFU
+		// let us out of the room with it.
+		cl.OnConnect(func() { s.lose("the connection to the server dropped", true) }),
 	)
 	s.Call, err = Join(ctx, Config{
 		GroupID: groupID, CallID: callID, Keys: keys,
 		Signal:   s.signal,
 		OnRemote: o.OnRemote, ICEServers: o.ICEServers, LoopbackOnly: o.LoopbackOnly,
 		MaxDelay: o.MaxDelay, Logger: log,
+		lost: func(reason string) { s.lose(reason, false) },
 	})
 	if err != nil {
 		s.stop()
@@ -143,15 +167,98 @@ func Start(ctx context.Context, cl *client.Client, conv string, o SessionOptions
 	return s, nil
 }
 
-// handleFrames passes the SFU's frames to the call, in order.
+// lost is the session losing the call: why, and whether to rejoin at
+// once (the push connection is back) rather than after the backoff.
+type lost struct {
+	reason string
+	now    bool
+}
+
+// lose tells handleFrames that the call was lost. Without rejoining, the
+// call ends.
+func (s *Session) lose(reason string, now bool) {
+	if s.opts.RejoinFor < 0 {
+		s.end(reason)
+		return
+	}
+	select {
+	case s.lost <- lost{reason, now}:
+	default:
+		// One is pending already; its rejoin serves this one too.
+	}
+}
+
+// Rejoin backoff: the first retry after a failed attempt, and the most.
+const (
+	rejoinFirst = 250 * time.Millisecond
+	rejoinMax   = 4 * time.Second
+	// rejoinWait is how long an attempt whose join was sent waits for
+	// its PeerConnection to connect before trying again.
+	rejoinWait = 10 * time.Second
+)
+
+// handleFrames passes the SFU's frames to the call, in order, and rejoins
+// the call when it is lost: on this goroutine, so that no offer of the
+// old PeerConnection is answered on the new one.
 func (s *Session) handleFrames() {
 	offered := false
+	var (
+		rejoining bool
+		reason    string           // why the call was lost
+		giveUp    time.Time        // end of the rejoin
+		backoff   time.Duration    // before the next attempt
+		up        <-chan struct{}  // the attempt's PeerConnection connected
+		retry     <-chan time.Time // the next attempt
+	)
+	attempt := func() {
+		if s.removed.Load() {
+			s.end("removed from the group")
+			return
+		}
+		left := time.Until(giveUp)
+		if left <= 0 {
+			s.end("could not reconnect: " + reason)
+			return
+		}
+		wait := backoff
+		if up = s.rejoin(); up != nil {
+			wait = rejoinWait
+		} else {
+			backoff = min(2*backoff, rejoinMax)
+		}
+		retry = time.After(min(wait, left))
+	}
 	for {
 		select {
 		case <-s.closed:
 			return
 		case <-s.Done():
 			return
+		case l := <-s.lost:
+			if !rejoining {
+				rejoining, giveUp, backoff = true, time.Now().Add(s.opts.RejoinFor), rejoinFirst
+				s.log.Info("call: lost; rejoining", "reason", l.reason)
+				if fn := s.opts.OnReconnecting; fn != nil {
+					fn(l.reason)
+				}
+				l.now = true
+			}
+			reason = l.reason
+			if l.now {
+				attempt()
+			} else {
+				// The attempt under way failed.
+				retry = time.After(min(backoff, max(time.Until(giveUp), 0)))
+				backoff = min(2*backoff, rejoinMax)
+			}
+		case <-retry:
+			attempt()
+		case <-up:
+			rejoining, up, retry = false, nil, nil
+			s.log.Info("call: rejoined")
+			if fn := s.opts.OnReconnected; fn != nil {
+				fn()
+			}
 		case f := <-s.frames:
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			var err error
@@ -173,6 +280,49 @@ func (s *Session) handleFrames() {
 			cancel()
 		}
 	}
+}
+
+// rejoin makes one attempt to join the call again with a fresh
+// PeerConnection: it drops the old one and the frames queued for it,
+// leaves the SFU's room (the SFU may still hold us in it, and refuses a
+// second join on one connection) and joins it. The members are not told:
+// the device never left the call. It returns the channel closed once the
+// new PeerConnection connects, or nil if the join did not go out.
+func (s *Session) rejoin() <-chan struct{} {
+	s.ringMu.Lock()
+	defer s.ringMu.Unlock()
+	select {
+	case <-s.closed:
+		return nil
+	default:
+	}
+	if s.ended() {
+		return nil
+	}
+	up := s.reset()
+	for drained := false; !drained; {
+		select {
+		case <-s.frames:
+		default:
+			drained = true
+		}
+	}
+	// A call that moved joins through the push connection again: the
+	// room may have moved back, or its node be gone.
+	s.connMu.Lock()
+	if s.moved != nil {
+		s.moved.Close()
+		s.moved = nil
+	}
+	s.connMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = s.signal(ctx, s.frame(proto.CallLeave))
+	if err := s.signal(ctx, s.frame(proto.CallJoin)); err != nil {
+		s.log.Info("call: rejoin", "err", err)
+		return nil
+	}
+	return up
 }
 
 // alone reports whether an SFU offer carries no other participant's
@@ -245,7 +395,7 @@ func (s *Session) move(ctx context.Context, url string) error {
 	}
 	conn, err := s.cl.DialCallServer(ctx, url)
 	if err != nil {
-		s.end("cannot reach the node hosting the call")
+		s.lose("cannot reach the node hosting the call", false)
 		return fmt.Errorf("call: moved: %w", err)
 	}
 	s.connMu.Lock()
@@ -280,7 +430,12 @@ func (s *Session) readMoved(conn client.PushConn) {
 	for {
 		f, err := conn.Read(ctx)
 		if err != nil {
-			s.end("lost the connection to the node hosting the call")
+			s.connMu.Lock()
+			current := s.moved == conn
+			s.connMu.Unlock()
+			if current {
+				s.lose("lost the connection to the node hosting the call", false)
+			}
 			return
 		}
 		switch {
@@ -337,8 +492,8 @@ func (s *Session) Leave(ctx context.Context) error {
 	var err error
 	s.once.Do(func() {
 		s.stop()
-		err = s.Call.Leave(ctx)
 		s.ringMu.Lock()
+		err = s.Call.Leave(ctx)
 		close(s.closed)
 		s.ringMu.Unlock()
 		if errors.Is(err, client.ErrOffline) {
