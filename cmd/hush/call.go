@@ -260,6 +260,10 @@ func (c *clientCmd) call(ctx context.Context, dir, ref string, audio, video io.R
 				}
 			})
 		},
+		// A dropped connection or a failed PeerConnection: the session
+		// joins the call again by itself for up to 30 seconds.
+		OnReconnecting: func(reason string) { fmt.Fprintf(c.stdout, "reconnecting… (%s)\n", reason) },
+		OnReconnected:  func() { fmt.Fprintln(c.stdout, "reconnected") },
 	})
 	if err != nil {
 		return err
