@@ -20,7 +20,7 @@
 import type { CallFrame, Core, CoreEvent } from '../core/bridge';
 import { SecureMedia } from './secure';
 
-export type CallState = 'joining' | 'connected' | 'ended';
+export type CallState = 'joining' | 'connected' | 'reconnecting' | 'ended';
 
 export interface ActiveCall {
   conv: string;
@@ -68,6 +68,25 @@ export function activeCall(): ActiveCall | null {
   return current;
 }
 
+/**
+ * retryable: the SFU's reasons for ending our part in a call (an "ended"
+ * frame) that a new join may cure; the others (removed from the group,
+ * joined from another connection, any reason not known here) are final.
+ * As client/call's Retryable.
+ */
+const retryable = new Set([
+  'connection failed',
+  'server shutting down',
+  'the call moved to another server node',
+  'lost the server node hosting the call',
+  'the call ended on the server node hosting it',
+]);
+
+/** How long a call that lost its connection tries to rejoin, as client/call's DefaultRejoinFor. */
+const rejoinFor = 30_000;
+/** How long a rejoin whose join went out waits for its PeerConnection to connect. */
+const rejoinWait = 10_000;
+
 /** The conversation id is the MLS group id in hex; proto.Call carries it in base64. */
 export function groupIdBase64(conv: string): string {
   const bytes = conv.match(/../g)?.map((h) => parseInt(h, 16)) ?? [];
@@ -100,6 +119,11 @@ function gathered(pc: RTCPeerConnection): Promise<string> {
   });
 }
 
+/** withTimeout rejects if p has not settled within 5 seconds. */
+function withTimeout<T>(p: Promise<T>): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('timed out')), 5_000))]);
+}
+
 class SfuCall implements ActiveCall {
   remotes = new Map<string, MediaStream>();
   pc: RTCPeerConnection | null = null;
@@ -110,6 +134,16 @@ class SfuCall implements ActiveCall {
   private queue: Promise<void> = Promise.resolve();
   private off: () => void;
   private groupId: string;
+  // Rejoining after a lost connection: when to give up, the next attempt.
+  private giveUp = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private lostReason = '';
+  // Counts the PeerConnections dropped: an offer, or a rejoin, of an
+  // earlier one is not carried on.
+  private gen = 0;
+  // The worker's encrypted-frame counts when the current PeerConnection
+  // was made: its senders are proven to encrypt once the counts pass them.
+  private encryptedBase = { audio: 0, video: 0 };
 
   constructor(
     private core: Core,
@@ -126,17 +160,34 @@ class SfuCall implements ActiveCall {
 
   private onEvent(e: CoreEvent) {
     if (e.type === 'call_error') {
+      // While rejoining, a refusal (the old place not yet freed, say) is
+      // one failed attempt: the next one follows.
+      if (this.state === 'reconnecting') {
+        console.warn(`call: rejoin refused (${e.text})`);
+        return;
+      }
       this.end(`The server refused the call (${e.text}).`);
       return;
     }
     if (e.type === 'connection' && e.text === 'offline') {
-      // The SFU ends a device's calls with its connection.
-      this.end('The connection to the server was lost.');
+      // The SFU ends a device's calls with its connection: rejoin once
+      // the core's push connection is back.
+      this.lose('the connection to the server dropped', false);
+      return;
+    }
+    if (e.type === 'connection' && e.text === 'online') {
+      // A new push connection: the old one closed, and the SFU let us
+      // out of the room with it.
+      this.lose('the connection to the server dropped', true);
       return;
     }
     if (e.type !== 'call_frame' || e.call.call_id !== this.callId || e.call.group_id !== this.groupId) return;
     const f = e.call;
     if (f.op === 'ended') {
+      if (f.reason && retryable.has(f.reason)) {
+        this.lose(f.reason, true);
+        return;
+      }
       this.end(f.reason ? `The call ended: ${f.reason}.` : 'The call ended.');
       return;
     }
@@ -148,7 +199,8 @@ class SfuCall implements ActiveCall {
     }
     if (f.op === 'offer' && f.sdp) {
       // Offers are answered one at a time, in order.
-      this.queue = this.queue.then(() => this.answer(f)).catch((err) => this.hangup(`The call failed: ${String(err)}`));
+      const gen = this.gen;
+      this.queue = this.queue.then(() => (gen === this.gen ? this.answer(f) : undefined)).catch((err) => this.hangup(`The call failed: ${String(err)}`));
     }
   }
 
@@ -182,11 +234,13 @@ class SfuCall implements ActiveCall {
       this.changed();
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'connected' && this.state === 'joining') {
+      if (pc !== this.pc) return; // an old one, closed by a rejoin
+      if (pc.connectionState === 'connected' && (this.state === 'joining' || this.state === 'reconnecting')) {
         this.state = 'connected';
+        clearTimeout(this.retryTimer);
         this.changed();
       }
-      if (pc.connectionState === 'failed') this.hangup('The call could not connect.');
+      if (pc.connectionState === 'failed') this.lose('connection failed', true);
     };
     // Our microphone and camera, each with its transform, before the
     // first offer: applying it pairs them with the SFU's first audio and
@@ -205,7 +259,81 @@ class SfuCall implements ActiveCall {
       this.published.add(sender);
     }
     this.pc = pc;
+    const st = this.media.stats;
+    this.encryptedBase = { audio: st.encryptedAudio, video: st.encryptedVideo };
+    this.guardStart = 0;
+    clearInterval(this.guardTimer);
     this.guardTimer = setInterval(() => void this.guard(), 250);
+  }
+
+  /** proven reports whether our senders of kind encrypt on the current PeerConnection. */
+  private proven(kind: string): boolean {
+    const st = this.media.stats;
+    return kind === 'video' ? st.encryptedVideo > this.encryptedBase.video : st.encryptedAudio > this.encryptedBase.audio;
+  }
+
+  /**
+   * lose handles the loss of our place in the call (the push connection
+   * dropped, the PeerConnection failed, or the SFU ended our part for a
+   * retryable reason): the call shows "Reconnecting…" and joins the same
+   * call again with a fresh PeerConnection and the same keys, without
+   * ringing anyone, for up to 30 seconds. now: try at once (the
+   * connection is back) rather than waiting for it.
+   */
+  private lose(reason: string, now: boolean) {
+    if (this.state === 'ended') return;
+    if (this.state !== 'reconnecting') {
+      this.state = 'reconnecting';
+      this.giveUp = Date.now() + rejoinFor;
+      this.reset();
+      this.changed();
+    }
+    this.lostReason = reason;
+    clearTimeout(this.retryTimer);
+    if (now) void this.rejoin();
+    else this.retryTimer = setTimeout(() => void this.rejoin(), Math.max(0, this.giveUp - Date.now()));
+  }
+
+  /** reset drops the PeerConnection and the streams received on it. */
+  private reset() {
+    const pc = this.pc;
+    this.pc = null;
+    this.gen++;
+    // An answer of the old PeerConnection may wait for ever (its
+    // gathering never completes once closed): offers of the new one do
+    // not queue behind it.
+    this.queue = Promise.resolve();
+    this.published.clear();
+    this.remotes.clear();
+    pc?.close();
+  }
+
+  /** rejoin makes one attempt to join the call again. */
+  private async rejoin() {
+    if (this.state !== 'reconnecting') return;
+    const left = this.giveUp - Date.now();
+    if (left <= 0) {
+      this.end(`The call could not reconnect (${this.lostReason}).`);
+      return;
+    }
+    // Offers of the old PeerConnection still queued are not answered on
+    // the new one.
+    this.reset();
+    const gen = this.gen;
+    let wait = 2_000;
+    try {
+      // The SFU may still hold us in the room on this connection, and
+      // refuses a second join on one connection.
+      await withTimeout(this.core.call('callSignal', this.frame('leave'))).catch(() => {});
+      await withTimeout(this.core.call('callSignal', this.frame('join')));
+      wait = rejoinWait;
+    } catch (e) {
+      // Offline: the core's reconnection ("online") tries again sooner.
+      console.warn(`call: rejoin: ${String(e)}`);
+    }
+    if (this.state !== 'reconnecting' || gen !== this.gen) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.rejoin(), Math.min(wait, left));
   }
 
   private guardTimer: ReturnType<typeof setInterval> | undefined;
@@ -219,8 +347,7 @@ class SfuCall implements ActiveCall {
    */
   setMuted(kind: 'audio' | 'video', muted: boolean) {
     this.muted = { ...this.muted, [kind]: muted };
-    const st = this.media.stats;
-    const proven = kind === 'video' ? st.encryptedVideo > 0 : st.encryptedAudio > 0;
+    const proven = this.proven(kind);
     // An unproven track stays disabled; guard enables it, muted or not,
     // once its sender is proven to encrypt.
     for (const t of this.local.getTracks()) if (t.kind === kind && proven) t.enabled = !muted;
@@ -228,10 +355,9 @@ class SfuCall implements ActiveCall {
   }
 
   private async guard() {
-    const st = this.media.stats;
     let pending = false;
     for (const t of this.local.getTracks()) {
-      const proven = t.kind === 'video' ? st.encryptedVideo > 0 : st.encryptedAudio > 0;
+      const proven = this.proven(t.kind);
       if (proven) t.enabled = !this.muted[t.kind as 'audio' | 'video'];
       else pending = true;
     }
@@ -245,8 +371,7 @@ class SfuCall implements ActiveCall {
     (await this.pc.getStats()).forEach((r) => {
       if (r.type === 'outbound-rtp' && (r.kind === 'audio' || r.kind === 'video')) sent[r.kind as 'audio' | 'video'] += r.packetsSent ?? 0;
     });
-    const st2 = this.media.stats;
-    if ((sent.audio > 50 && st2.encryptedAudio === 0) || (sent.video > 50 && st2.encryptedVideo === 0) || Date.now() - this.guardStart > 15_000) {
+    if ((sent.audio > 50 && !this.proven('audio')) || (sent.video > 50 && !this.proven('video')) || Date.now() - this.guardStart > 15_000) {
       this.hangup('The camera or microphone could not be encrypted, so the call ended.');
     }
   }
@@ -301,6 +426,7 @@ class SfuCall implements ActiveCall {
     this.reason = reason;
     this.off();
     clearInterval(this.guardTimer);
+    clearTimeout(this.retryTimer);
     this.pc?.close();
     this.local.getTracks().forEach((t) => t.stop());
     this.media.close();

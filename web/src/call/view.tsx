@@ -51,7 +51,7 @@ export function CallView({ call }: { call: ActiveCall }) {
   const mm = String(Math.floor(secs / 60)).padStart(2, '0');
   const ss = String(secs % 60).padStart(2, '0');
   const remotes = shown.remotes.filter(([, s]) => s.getVideoTracks().length > 0);
-  const status = shown.decrypted > 0 ? `${mm}:${ss}` : shown.remotes.length ? 'Connecting…' : call.pc ? 'Waiting for the others to join…' : 'Joining…';
+  const status = call.state === 'reconnecting' ? 'Reconnecting…' : shown.decrypted > 0 ? `${mm}:${ss}` : shown.remotes.length ? 'Connecting…' : call.pc ? 'Waiting for the others to join…' : 'Joining…';
   return (
     <div class="call" data-testid="call" data-call={call.callId} data-participants={shown.remotes.length}>
       {remotes.length ? (
