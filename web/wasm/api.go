@@ -37,6 +37,17 @@ func (b *bridge) setLive(p *pushConn) {
 	b.live = p
 }
 
+// dropLive forgets p if it is still the current push connection: it
+// failed or closed, so call signalling fails at once (client.ErrOffline)
+// until the next connection is up, instead of going to a dead one.
+func (b *bridge) dropLive(p *pushConn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.live == p {
+		b.live = nil
+	}
+}
+
 // event is what the page receives through host.onEvent, as JSON.
 type event struct {
 	Type         string       `json:"type"`

@@ -116,9 +116,11 @@ func (t *transport) Connect(ctx context.Context, auth string) (client.PushConn, 
 		t.emit(event{Type: "connection", Text: "offline"})
 		return nil, err
 	}
-	t.emit(event{Type: "connection", Text: "online"})
-	pc := &pushConn{PushConn: conn, emit: t.emit}
+	pc := &pushConn{PushConn: conn, emit: t.emit, b: t.b}
+	// Live before the page hears "online": a call that rejoins on that
+	// event signals over this connection.
 	t.b.setLive(pc)
+	t.emit(event{Type: "connection", Text: "online"})
 	return pc, nil
 }
 
@@ -128,10 +130,20 @@ func (t *transport) Connect(ctx context.Context, auth string) (client.PushConn, 
 type pushConn struct {
 	client.PushConn
 	emit func(event)
+	b    *bridge
+}
+
+// Close closes the connection; call signalling no longer goes to it.
+func (p *pushConn) Close() error {
+	p.b.dropLive(p)
+	return p.PushConn.Close()
 }
 
 func (p *pushConn) Read(ctx context.Context) (*proto.Frame, error) {
 	f, err := p.PushConn.Read(ctx)
+	if err != nil {
+		p.b.dropLive(p)
+	}
 	if err != nil && ctx.Err() == nil {
 		p.emit(event{Type: "connection", Text: "offline"})
 	}
