@@ -6,85 +6,10 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { launchBrowser, person, repoDir } from './harness.mjs';
-
-const run = promisify(execFile);
-const T = 30_000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts `hush serve` on port with its data in dir; returns { url, stop }. */
-async function serve(bin, dir, port) {
-  const url = `http://127.0.0.1:${port}`;
-  const logs = [];
-  const proc = spawn(bin, ['serve', '--addr', `127.0.0.1:${port}`, '--data', path.join(dir, 'data'), '--log-level', 'warn', '--device-rate', '-1', '--ip-rate', '-1'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  proc.stdout.on('data', (d) => logs.push(String(d)));
-  proc.stderr.on('data', (d) => logs.push(String(d)));
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  for (let i = 0; ; i++) {
-    try {
-      const r = await fetch(url + '/healthz');
-      if (r.ok) break;
-    } catch {}
-    if (i > 150 || proc.exitCode !== null) throw new Error(`hush serve did not start:\n${logs.join('')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    logs,
-    async stop() {
-      proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
-    },
-  };
-}
-
-async function eventually(what, fn, timeout = T) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function callStats(p) {
-  const d = await p.page.locator('[data-testid=call-secure]').evaluate((e) => ({ ...e.dataset }));
-  const n = (k) => Number(d[k] ?? 0);
-  return { decrypted: n('decrypted'), failed: n('failed'), error: d.error ?? '' };
-}
-
-async function signUp(p) {
-  await p.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
-  await p.page.fill('[data-testid=username]', p.name);
-  await p.page.click('[data-testid=signup]');
-  await p.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
-  await p.page.locator('.status.on').waitFor({ timeout: T });
-}
+import { T, callStats, eventually, freePort, hushBinary, launchBrowser, person, serveHush, signUp } from './harness.mjs';
 
 // While the server is down, the pages' reconnection attempts fail in the
 // console; those are expected.
@@ -95,13 +20,9 @@ describe('a call survives the server restarting', { timeout: 300_000 }, () => {
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'hush-e2e-rejoin-'));
-    bin = process.env.HUSH_BIN;
-    if (!bin) {
-      bin = path.join(dir, 'hush');
-      await run('go', ['build', '-o', bin, './cmd/hush'], { cwd: repoDir, maxBuffer: 16 << 20 });
-    }
+    bin = await hushBinary(dir);
     port = await freePort();
-    server = await serve(bin, dir, port);
+    server = await serveHush(bin, { port, data: path.join(dir, 'data') });
     browser = await launchBrowser();
     alice = await person(browser, server, 'alice');
     bob = await person(browser, server, 'bob');
@@ -138,7 +59,7 @@ describe('a call survives the server restarting', { timeout: 300_000 }, () => {
       await p.page.locator('[data-testid=call-status]', { hasText: 'Reconnecting…' }).waitFor({ timeout: T });
     }
     const before = { alice: (await callStats(alice)).decrypted, bob: (await callStats(bob)).decrypted };
-    server = await serve(bin, dir, port);
+    server = await serveHush(bin, { port, data: path.join(dir, 'data') });
 
     for (const p of [alice, bob]) {
       p.page.on('console', (m) => m.type() === 'warning' && console.log(`${p.name} console: ${m.text()}`));

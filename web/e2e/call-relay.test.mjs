@@ -13,17 +13,16 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { launchBrowser, person, repoDir } from './harness.mjs';
+import { T, callStats, eventually, freePort, hushBinary, launchBrowser, openConversation, person, serveHush, signUp } from './harness.mjs';
 
 const run = promisify(execFile);
-const T = 30_000;
 const postgres = process.env.HUSH_TEST_POSTGRES || 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable';
 const nats = 'nats://127.0.0.1:4222';
 
@@ -53,47 +52,10 @@ async function missingServices() {
   return missing;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Starts one node of the cluster; returns { url, logs, stop }. */
 async function startNode(bin, dir, store) {
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const logs = [];
-  const proc = spawn(
-    bin,
-    ['serve', '--addr', `127.0.0.1:${port}`, '--data', path.join(dir, `data-${port}`), '--store', store, '--bus', nats, '--log-level', 'warn', '--device-rate', '-1', '--ip-rate', '-1'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  proc.stdout.on('data', (d) => logs.push(String(d)));
-  proc.stderr.on('data', (d) => logs.push(String(d)));
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  for (let i = 0; ; i++) {
-    try {
-      const r = await fetch(url + '/healthz');
-      if (r.ok) break;
-    } catch {}
-    if (i > 150 || proc.exitCode !== null) throw new Error(`hush serve did not start:\n${logs.join('')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    logs,
-    async stop() {
-      proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
-    },
-  };
+  return serveHush(bin, { port, data: path.join(dir, `data-${port}`), args: ['--store', store, '--bus', nats] });
 }
 
 /** A node's metric, from its Prometheus text. */
@@ -101,40 +63,6 @@ async function metric(node, name) {
   const text = await (await fetch(node.url + '/metrics')).text();
   const m = text.match(new RegExp(`^${name} (\\S+)$`, 'm'));
   return m ? Number(m[1]) : NaN;
-}
-
-async function eventually(what, fn, timeout = T) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-async function callStats(p) {
-  const d = await p.page.locator('[data-testid=call-secure]').evaluate((e) => ({ ...e.dataset }));
-  const n = (k) => Number(d[k] ?? 0);
-  return { decrypted: n('decrypted'), failed: n('failed'), encryptedAudio: n('encryptedAudio'), encryptedVideo: n('encryptedVideo'), error: d.error ?? '' };
-}
-
-async function signUp(p) {
-  await p.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
-  await p.page.fill('[data-testid=username]', p.name);
-  await p.page.click('[data-testid=signup]');
-  await p.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
-  await p.page.locator('.status.on').waitFor({ timeout: T });
-}
-
-async function openConversation(p, title) {
-  await p.page.locator(`[data-testid=conversation][data-title="${title}"]`).click();
-  await p.page.locator('[data-testid=conv-title]', { hasText: title }).waitFor({ timeout: T });
 }
 
 const missing = await missingServices();
@@ -147,11 +75,7 @@ describe('a call across two cluster nodes', { timeout: 300_000, skip: missing.le
 
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'hush-e2e-relay-'));
-    let bin = process.env.HUSH_BIN;
-    if (!bin) {
-      bin = path.join(dir, 'hush');
-      await run('go', ['build', '-o', bin, './cmd/hush'], { cwd: repoDir, maxBuffer: 16 << 20 });
-    }
+    const bin = await hushBinary(dir);
     schema = 'hush_web_' + randomBytes(6).toString('hex');
     await run('psql', [postgres, '-c', `CREATE SCHEMA ${schema}`]);
     const store = `${postgres}&search_path=${schema}&pool_max_conns=4`;

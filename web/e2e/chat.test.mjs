@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cliUser, launchBrowser, person, screenshot, startServer } from './harness.mjs';
+import { T, callStats, cliUser, conversation, eventually, launchBrowser, openConversation, person, screenshot, signUp, startServer } from './harness.mjs';
 import { makeMedia } from './media.mjs';
 
-const T = 30_000; // how long to wait for something to show
 
 let server, browser, alice, bob, carol;
 
@@ -24,22 +23,6 @@ async function cliMessages(u, conv) {
 }
 
 /** The call screen's counts: the transform worker's and the PeerConnection's. */
-async function callStats(p) {
-  const d = await p.page.locator('[data-testid=call-secure]').evaluate((e) => ({ ...e.dataset }));
-  const n = (k) => Number(d[k] ?? 0);
-  return {
-    encrypted: n('encrypted'),
-    encryptedAudio: n('encryptedAudio'),
-    encryptedVideo: n('encryptedVideo'),
-    decrypted: n('decrypted'),
-    failed: n('failed'),
-    epoch: n('epoch'),
-    framesDecoded: n('framesDecoded'),
-    audioPackets: n('audioPackets'),
-    error: d.error ?? '',
-  };
-}
-
 /** Frames in the IVF files and packets in the Ogg files of a recording directory. */
 async function recorded(dir) {
   let ivfFrames = 0;
@@ -70,38 +53,6 @@ async function recorded(dir) {
     }
   }
   return { ivfFrames, oggPackets };
-}
-
-async function eventually(what, fn, timeout = T) {
-  const end = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-async function signUp(p) {
-  await p.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
-  await p.page.fill('[data-testid=username]', p.name);
-  await p.page.click('[data-testid=signup]');
-  await p.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
-  await p.page.locator('.status.on').waitFor({ timeout: T });
-}
-
-function conversation(p, title) {
-  return p.page.locator(`[data-testid=conversation][data-title="${title}"]`);
-}
-
-async function openConversation(p, title) {
-  await conversation(p, title).click();
-  await p.page.locator('[data-testid=conv-title]', { hasText: title }).waitFor({ timeout: T });
 }
 
 /** The message whose own text (not a quote of another) has text. */

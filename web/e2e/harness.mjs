@@ -33,7 +33,7 @@ export const screenshotDir =
 
 export const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.unref();
@@ -45,18 +45,22 @@ function freePort() {
   });
 }
 
-/** Starts a real hush server; returns { url, bin, dir, stop }. */
-export async function startServer() {
-  const dir = await mkdtemp(path.join(tmpdir(), 'hush-e2e-'));
-  let bin = process.env.HUSH_BIN;
-  if (!bin) {
-    bin = path.join(dir, 'hush');
-    await run('go', ['build', '-o', bin, './cmd/hush'], { cwd: repoDir, maxBuffer: 16 << 20 });
-  }
-  const port = await freePort();
+/** The hush binary to test: HUSH_BIN, or one built from this repository into dir. */
+export async function hushBinary(dir) {
+  if (process.env.HUSH_BIN) return process.env.HUSH_BIN;
+  const bin = path.join(dir, 'hush');
+  await run('go', ['build', '-o', bin, './cmd/hush'], { cwd: repoDir, maxBuffer: 16 << 20 });
+  return bin;
+}
+
+/**
+ * Starts `hush serve` on 127.0.0.1:port with its data in data and the
+ * extra args, and waits until it answers; returns { url, logs, stop }.
+ */
+export async function serveHush(bin, { port, data, args = [] }) {
   const url = `http://127.0.0.1:${port}`;
   const logs = [];
-  const proc = spawn(bin, ['serve', '--addr', `127.0.0.1:${port}`, '--data', path.join(dir, 'data'), '--log-level', 'warn', '--device-rate', '-1', '--ip-rate', '-1'], {
+  const proc = spawn(bin, ['serve', '--addr', `127.0.0.1:${port}`, '--data', data, '--log-level', 'warn', '--device-rate', '-1', '--ip-rate', '-1', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout.on('data', (d) => logs.push(String(d)));
@@ -70,22 +74,91 @@ export async function startServer() {
     if (i > 150 || proc.exitCode !== null) throw new Error(`hush serve did not start:\n${logs.join('')}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  const page = await fetch(url + '/');
-  if (!(page.headers.get('content-type') ?? '').includes('text/html')) {
-    proc.kill('SIGTERM');
-    throw new Error('hush serve does not serve the web client at / (the server must mount web.Handler())');
-  }
   return {
     url,
-    bin,
-    dir,
     logs,
     async stop() {
       proc.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
+    },
+  };
+}
+
+/** Starts a real hush server; returns { url, bin, dir, logs, stop }. */
+export async function startServer() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'hush-e2e-'));
+  const bin = await hushBinary(dir);
+  const server = await serveHush(bin, { port: await freePort(), data: path.join(dir, 'data') });
+  const page = await fetch(server.url + '/');
+  if (!(page.headers.get('content-type') ?? '').includes('text/html')) {
+    await server.stop();
+    throw new Error('hush serve does not serve the web client at / (the server must mount web.Handler())');
+  }
+  return {
+    url: server.url,
+    bin,
+    dir,
+    logs: server.logs,
+    async stop() {
+      await server.stop();
       if (process.env.HUSH_E2E_KEEP) console.log('kept', dir);
       else await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/** How long the tests wait for something to show. */
+export const T = 30_000;
+
+/** Polls fn until it returns something truthy, or fails after timeout. */
+export async function eventually(what, fn, timeout = T, every = 500) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** Signs p up under its name and waits until it is online. */
+export async function signUp(p) {
+  await p.page.locator('[data-testid=onboarding]').waitFor({ timeout: T });
+  await p.page.fill('[data-testid=username]', p.name);
+  await p.page.click('[data-testid=signup]');
+  await p.page.locator('[data-testid=sidebar]').waitFor({ timeout: T });
+  await p.page.locator('.status.on').waitFor({ timeout: T });
+}
+
+/** The conversation titled title in p's sidebar. */
+export function conversation(p, title) {
+  return p.page.locator(`[data-testid=conversation][data-title="${title}"]`);
+}
+
+export async function openConversation(p, title) {
+  await conversation(p, title).click();
+  await p.page.locator('[data-testid=conv-title]', { hasText: title }).waitFor({ timeout: T });
+}
+
+/** The call view's SFrame counters (data attributes of call-secure). */
+export async function callStats(p) {
+  const d = await p.page.locator('[data-testid=call-secure]').evaluate((e) => ({ ...e.dataset }));
+  const n = (k) => Number(d[k] ?? 0);
+  return {
+    encrypted: n('encrypted'),
+    encryptedAudio: n('encryptedAudio'),
+    encryptedVideo: n('encryptedVideo'),
+    decrypted: n('decrypted'),
+    failed: n('failed'),
+    epoch: n('epoch'),
+    framesDecoded: n('framesDecoded'),
+    audioPackets: n('audioPackets'),
+    error: d.error ?? '',
   };
 }
 
