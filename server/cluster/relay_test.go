@@ -92,6 +92,21 @@ type device struct {
 	frames chan *proto.Call
 }
 
+// twoNodes starts nodes A and B of one cluster (one directory bucket).
+func twoNodes(t *testing.T, keepAlive time.Duration) (a, b *relayNode) {
+	bk := bucket(t)
+	return startRelayNode(t, bk, "http://127.0.0.1:1", keepAlive), startRelayNode(t, bk, "http://127.0.0.1:2", keepAlive)
+}
+
+// callThroughB puts dev1, connected to A, in room r (so A hosts it) and
+// dev2, connected to B, in it through B's relay; it returns dev2.
+func callThroughB(t *testing.T, a, b *relayNode, r Room) *device {
+	connectDevice(t, a, dev1).join(t, r)
+	d2 := connectDevice(t, b, dev2)
+	d2.join(t, r)
+	return d2
+}
+
 func connectDevice(t *testing.T, n *relayNode, id string) *device {
 	t.Helper()
 	d := &device{id: id, frames: make(chan *proto.Call, 64)}
@@ -157,8 +172,7 @@ const (
 // candidates. A's room holds it; B hosts nothing. Leaving through B frees
 // its place on A.
 func TestCallRelayJoin(t *testing.T) {
-	b := bucket(t)
-	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
+	a, bb := twoNodes(t, 0)
 	r := room(1)
 	d1, d2 := connectDevice(t, a, dev1), connectDevice(t, bb, dev2)
 	d1.join(t, r)
@@ -247,12 +261,9 @@ func isCode(err error, code proto.Code) bool {
 // TestCallRelayDisconnect: the connection of a device that joined through B
 // closes (its calls.Session closes): A frees its place at once.
 func TestCallRelayDisconnect(t *testing.T) {
-	b := bucket(t)
-	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
+	a, bb := twoNodes(t, 0)
 	r := room(2)
-	connectDevice(t, a, dev1).join(t, r)
-	d2 := connectDevice(t, bb, dev2)
-	d2.join(t, r)
+	d2 := callThroughB(t, a, bb, r)
 	if n := participants(a, r); n != 2 {
 		t.Fatalf("node A's room holds %d devices, want 2", n)
 	}
@@ -267,12 +278,9 @@ func TestCallRelayDisconnect(t *testing.T) {
 // group): the device gets A's ended frame through B, and both sides
 // forget the session; the device can join again.
 func TestCallRelayHostEnds(t *testing.T) {
-	b := bucket(t)
-	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
+	a, bb := twoNodes(t, 0)
 	r := room(3)
-	connectDevice(t, a, dev1).join(t, r)
-	d2 := connectDevice(t, bb, dev2)
-	d2.join(t, r)
+	d2 := callThroughB(t, a, bb, r)
 	a.sfu.Evict(r.GroupID, dev2)
 	if c := d2.next(t); c.Op != proto.CallEnded || c.Reason != "removed from the group" {
 		t.Fatalf("after the eviction: %+v, want ended", c)
@@ -290,13 +298,10 @@ func TestCallRelayHostEnds(t *testing.T) {
 // them alive (an origin speaking the relay's protocol by hand, which
 // never sends a keepalive), and keeps those that B keeps alive.
 func TestCallRelayExpiry(t *testing.T) {
-	b := bucket(t)
 	const keepAlive = 100 * time.Millisecond
-	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", keepAlive), startRelayNode(t, b, "http://127.0.0.1:2", keepAlive)
+	a, bb := twoNodes(t, keepAlive)
 	r := room(4)
-	connectDevice(t, a, dev1).join(t, r)
-	d2 := connectDevice(t, bb, dev2)
-	d2.join(t, r)
+	d2 := callThroughB(t, a, bb, r)
 
 	// The silent origin opens a session for dev3.
 	nc := natsConn(t)
@@ -354,13 +359,10 @@ func contains(s []string, x string) bool {
 // its process dies): B's keepalives go unanswered, and B ends the call
 // of its device with a clear reason.
 func TestCallRelayHostDies(t *testing.T) {
-	b := bucket(t)
 	const keepAlive = 100 * time.Millisecond
-	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", keepAlive), startRelayNode(t, b, "http://127.0.0.1:2", keepAlive)
+	a, bb := twoNodes(t, keepAlive)
 	r := room(5)
-	connectDevice(t, a, dev1).join(t, r)
-	d2 := connectDevice(t, bb, dev2)
-	d2.join(t, r)
+	d2 := callThroughB(t, a, bb, r)
 	a.nc.Close()
 	c := d2.next(t)
 	if c.Op != proto.CallEnded || c.Reason != reasonUnreachable || string(c.GroupID) != string(r.GroupID) || c.CallID != r.CallID {
@@ -377,8 +379,7 @@ func TestCallRelayHostDies(t *testing.T) {
 // on a session's subject are logged and dropped (a request gets a bad
 // request answer); the relay goes on working.
 func TestCallRelayBadMessages(t *testing.T) {
-	b := bucket(t)
-	a, bb := startRelayNode(t, b, "http://127.0.0.1:1", 0), startRelayNode(t, b, "http://127.0.0.1:2", 0)
+	a, bb := twoNodes(t, 0)
 	r := room(6)
 	connectDevice(t, a, dev1).join(t, r)
 	nc := natsConn(t)
