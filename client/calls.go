@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"sync"
@@ -243,8 +244,8 @@ func (c *Client) DeviceID() (string, error) {
 	return a.DeviceID, nil
 }
 
-// callHooks are the media side's subscriptions: SFU frames, and the
-// conversations whose epoch moved.
+// callHooks are the media side's subscriptions: SFU frames, the
+// conversations whose epoch moved, and new push connections.
 type callHooks struct {
 	mu     sync.Mutex
 	next   int
@@ -253,25 +254,37 @@ type callHooks struct {
 	conns  map[int]func()
 }
 
+// addHook adds fn to one of h's sets and returns what removes it.
+func addHook[F any](h *callHooks, set *map[int]F, fn F) (stop func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if *set == nil {
+		*set = make(map[int]F)
+	}
+	id := h.next
+	h.next++
+	(*set)[id] = fn
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(*set, id)
+	}
+}
+
+// hooks returns the functions of one of h's sets, to be called outside
+// its lock.
+func hooks[F any](h *callHooks, set *map[int]F) []F {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Values(*set))
+}
+
 // OnCallFrame calls fn with every "call" frame the server pushes (SFU
 // offers, ended) while [Client.Run] holds the push connection, on the
 // connection's reader goroutine: fn must not block. Call the returned
 // function to stop.
 func (c *Client) OnCallFrame(fn func(*proto.Call)) (stop func()) {
-	h := &c.hooks
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.frames == nil {
-		h.frames = make(map[int]func(*proto.Call))
-	}
-	id := h.next
-	h.next++
-	h.frames[id] = fn
-	return func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		delete(h.frames, id)
-	}
+	return addHook(&c.hooks, &c.hooks.frames, fn)
 }
 
 // OnEpoch calls fn with a conversation's id after this device merged a
@@ -280,20 +293,7 @@ func (c *Client) OnCallFrame(fn func(*proto.Call)) (stop func()) {
 // change is saved, on the goroutine that made it; it may read the group
 // (Client.MLSGroup) but must not change the client's state.
 func (c *Client) OnEpoch(fn func(conv string)) (stop func()) {
-	h := &c.hooks
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.epochs == nil {
-		h.epochs = make(map[int]func(string))
-	}
-	id := h.next
-	h.next++
-	h.epochs[id] = fn
-	return func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		delete(h.epochs, id)
-	}
+	return addHook(&c.hooks, &c.hooks.epochs, fn)
 }
 
 // OnConnect calls fn each time [Client.Run] has opened a push connection,
@@ -302,31 +302,12 @@ func (c *Client) OnEpoch(fn func(conv string)) (stop func()) {
 // going on must join again (client/call does). fn must not block. Call
 // the returned function to stop.
 func (c *Client) OnConnect(fn func()) (stop func()) {
-	h := &c.hooks
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.conns == nil {
-		h.conns = make(map[int]func())
-	}
-	id := h.next
-	h.next++
-	h.conns[id] = fn
-	return func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		delete(h.conns, id)
-	}
+	return addHook(&c.hooks, &c.hooks.conns, fn)
 }
 
 // connected tells the OnConnect subscribers of a new push connection.
 func (c *Client) connected() {
-	h := &c.hooks
-	h.mu.Lock()
-	fns := make([]func(), 0, len(h.conns))
-	for _, fn := range h.conns {
-		fns = append(fns, fn)
-	}
-	h.mu.Unlock()
+	fns := hooks(&c.hooks, &c.hooks.conns)
 	for _, fn := range fns {
 		fn()
 	}
@@ -334,13 +315,7 @@ func (c *Client) connected() {
 
 // callFrame hands a pushed call frame to the subscribers.
 func (c *Client) callFrame(f *proto.Call) {
-	h := &c.hooks
-	h.mu.Lock()
-	fns := make([]func(*proto.Call), 0, len(h.frames))
-	for _, fn := range h.frames {
-		fns = append(fns, fn)
-	}
-	h.mu.Unlock()
+	fns := hooks(&c.hooks, &c.hooks.frames)
 	for _, fn := range fns {
 		fn(f)
 	}
@@ -358,13 +333,7 @@ func (c *Client) epochChanged(events []Event) {
 	if len(convs) == 0 {
 		return
 	}
-	h := &c.hooks
-	h.mu.Lock()
-	fns := make([]func(string), 0, len(h.epochs))
-	for _, fn := range h.epochs {
-		fns = append(fns, fn)
-	}
-	h.mu.Unlock()
+	fns := hooks(&c.hooks, &c.hooks.epochs)
 	for _, conv := range convs {
 		for _, fn := range fns {
 			fn(conv)
