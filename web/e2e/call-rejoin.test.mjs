@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { T, callStats, eventually, freePort, hushBinary, launchBrowser, person, serveHush, signUp } from './harness.mjs';
+import { T, callStats, eventually, freePort, hushBinary, launchBrowser, person, serveHush, signUp, startChat } from './harness.mjs';
 
 // While the server is down, the pages' reconnection attempts fail in the
 // console; those are expected.
@@ -39,10 +39,7 @@ describe('a call survives the server restarting', { timeout: 300_000 }, () => {
   it('both pages show Reconnecting…, rejoin by themselves, and decrypt each other again', async () => {
     await signUp(alice);
     await signUp(bob);
-    await alice.page.click('[data-testid=new-chat]');
-    await alice.page.fill('[data-testid=new-chat-user]', 'bob');
-    await alice.page.click('[data-testid=new-chat-start]');
-    await alice.page.locator('[data-testid=conv-title]', { hasText: 'bob' }).waitFor({ timeout: T });
+    await startChat(alice, 'bob');
     await bob.page.locator('[data-testid=conversation][data-title="alice"]').click({ timeout: T });
 
     await alice.page.click('[data-testid=call-button]');

@@ -20,7 +20,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { T, callStats, eventually, freePort, hushBinary, launchBrowser, openConversation, person, serveHush, signUp } from './harness.mjs';
+import { T, callStats, eventually, freePort, hushBinary, launchBrowser, openConversation, person, serveHush, signUp, startChat } from './harness.mjs';
 
 const run = promisify(execFile);
 const postgres = process.env.HUSH_TEST_POSTGRES || 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable';
@@ -97,10 +97,7 @@ describe('a call across two cluster nodes', { timeout: 300_000, skip: missing.le
   it('alice on node 1 calls bob on node 2: node 1 hosts the room, node 2 relays bob, both decrypt', async () => {
     await signUp(alice);
     await signUp(bob);
-    await alice.page.click('[data-testid=new-chat]');
-    await alice.page.fill('[data-testid=new-chat-user]', 'bob');
-    await alice.page.click('[data-testid=new-chat-start]');
-    await alice.page.locator('[data-testid=conv-title]', { hasText: 'bob' }).waitFor({ timeout: T });
+    await startChat(alice, 'bob');
     await bob.page.locator('[data-testid=conversation][data-title="alice"]').waitFor({ timeout: T });
     await openConversation(bob, 'alice');
 

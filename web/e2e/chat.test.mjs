@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { T, callStats, cliUser, conversation, eventually, launchBrowser, openConversation, person, screenshot, signUp, startServer } from './harness.mjs';
+import { T, callStats, cliUser, conversation, eventually, launchBrowser, openConversation, person, screenshot, signUp, startChat, startServer } from './harness.mjs';
 import { makeMedia } from './media.mjs';
 
 
@@ -133,10 +133,7 @@ describe('hush in the browser', { timeout: 600_000 }, () => {
   });
 
   it('chats one to one: send, unread count, read receipt, reply, reaction, edit, typing', async () => {
-    await alice.page.click('[data-testid=new-chat]');
-    await alice.page.fill('[data-testid=new-chat-user]', 'bob');
-    await alice.page.click('[data-testid=new-chat-start]');
-    await alice.page.locator('[data-testid=conv-title]', { hasText: 'bob' }).waitFor({ timeout: T });
+    await startChat(alice, 'bob');
     await send(alice, 'Hi Bob! Are we still on for the climbing gym tomorrow?');
     await send(alice, 'I can bring the spare harness 🧗');
 

@@ -135,6 +135,14 @@ export async function signUp(p) {
   await p.page.locator('.status.on').waitFor({ timeout: T });
 }
 
+/** p starts the 1:1 chat with username and waits until it is open. */
+export async function startChat(p, username) {
+  await p.page.click('[data-testid=new-chat]');
+  await p.page.fill('[data-testid=new-chat-user]', username);
+  await p.page.click('[data-testid=new-chat-start]');
+  await p.page.locator('[data-testid=conv-title]', { hasText: username }).waitFor({ timeout: T });
+}
+
 /** The conversation titled title in p's sidebar. */
 export function conversation(p, title) {
   return p.page.locator(`[data-testid=conversation][data-title="${title}"]`);
